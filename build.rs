@@ -1,0 +1,31 @@
+//! Generates the C header from the `extern "C"` items of `src/` with cbindgen.
+//!
+//! The header is written to `OUT_DIR`; the committed copy in `include/` is refreshed only
+//! on request (`make header`, i.e. `KONG_CLIENT_TLS_WRITE_HEADER=1`). `tests/header.rs`
+//! fails when the two differ, so the committed header cannot drift from the source.
+
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-env-changed=KONG_CLIENT_TLS_WRITE_HEADER");
+
+    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("kong_client_tls.h");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is readable and valid");
+    cbindgen::generate_with_config(&crate_dir, config)
+        .expect("cbindgen can read the crate")
+        .write_to_file(&out);
+    println!(
+        "cargo:rustc-env=KONG_CLIENT_TLS_GENERATED_HEADER={}",
+        out.display()
+    );
+
+    if env::var_os("KONG_CLIENT_TLS_WRITE_HEADER").is_some() {
+        let committed = crate_dir.join("include").join("kong_client_tls.h");
+        std::fs::copy(&out, &committed).expect("include/ is writable");
+    }
+}

@@ -1,0 +1,33 @@
+//! Kong Gateway 3.9's `kong.client.tls` API on a raw OpenSSL `SSL *`.
+//!
+//! Kong implements `kong.client.tls` with a patched nginx. This crate does the same work
+//! from the outside: every function takes the `SSL *` of a server-side connection and
+//! changes only that connection, through OpenSSL's per-`SSL` settings and callbacks. It
+//! therefore runs inside stock nginx (through LuaJIT FFI, see `lua/kong_client_tls.lua`)
+//! and inside any C program that speaks OpenSSL (see `include/kong_client_tls.h`).
+//!
+//! Design rules, visible throughout:
+//! - every `extern "C"` entry runs inside [`error::guard`], which turns panics and errors
+//!   into a status code plus a static C string, so no host process ever unwinds or frees;
+//! - every pointer from outside is checked by [`ssl::server_ssl`] or its siblings before use;
+//! - state kept with a connection lives in `SSL` ex_data, freed by OpenSSL with the `SSL`;
+//!   the only process-wide state is the once-initialised ex_data index;
+//! - the library binds to the host's `libssl.so.3` and [`version`] can prove it.
+//!
+//! Modules, one per concept:
+//! - [`client_cert`]: `request_client_certificate`, mutual TLS on demand;
+//! - [`session`]: `disable_session_reuse`;
+//! - [`chain`]: `get_full_client_certificate_chain`, PEM encoded once per connection;
+//! - [`version`]: library and libssl versions, and the one-libssl check.
+
+pub mod chain;
+pub mod client_cert;
+pub mod error;
+pub mod session;
+pub mod ssl;
+pub mod version;
+
+pub use error::{
+    KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_NO_CERTIFICATE,
+    KONG_CLIENT_TLS_OK,
+};

@@ -1,0 +1,57 @@
+//! `disable_session_reuse`: the connection's session can never be resumed.
+//!
+//! Three per-`SSL` settings close every path by which a server hands out a resumable
+//! session, and all three are still read by OpenSSL after the certificate callback:
+//! - the not-resumable callback marks the session not resumable once the cipher is
+//!   chosen: OpenSSL then sends an empty TLS 1.2 session ID (so neither the internal
+//!   cache nor an external `new_session_cb` cache ever stores it) and drops a TLS 1.2
+//!   ticket it meant to send;
+//! - `SSL_OP_NO_TICKET` keeps the TLS 1.2 session-ticket extension out of the ServerHello;
+//! - zero TLS 1.3 tickets: no NewSessionTicket, stateless or stateful (stateful ones are
+//!   what would enter the session cache).
+
+use std::ffi::{c_char, c_int};
+
+use foreign_types::ForeignTypeRef;
+use openssl_sys::{SSL, SSL_OP_NO_TICKET};
+
+use crate::error::{guard, KONG_CLIENT_TLS_OK};
+use crate::ssl::{
+    server_ssl_before_server_hello, SSL_set_not_resumable_session_callback, SSL_set_options,
+};
+
+/// Makes the session of this server-side connection impossible to resume.
+///
+/// Call it from the client hello callback or the certificate callback
+/// (`SSL_CTX_set_cert_cb`; nginx's `ssl_certificate_by_lua*`), or before the handshake.
+/// Afterwards the handshake sends no TLS 1.2 session ID, no TLS 1.2 session ticket and no
+/// TLS 1.3 ticket, and the session enters neither the internal session cache nor an
+/// external one fed by `SSL_CTX_sess_set_new_cb`. Other connections are unaffected.
+/// It replaces any not-resumable-session callback set on this `SSL`.
+///
+/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
+/// in `*err` (when `err` is not NULL).
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kong_client_tls_disable_session_reuse(
+    ssl: *mut SSL,
+    err: *mut *const c_char,
+) -> c_int {
+    guard(err, || {
+        // SAFETY: forwarded from this function's contract.
+        let ssl = unsafe { server_ssl_before_server_hello(ssl) }?;
+        ssl.set_num_tickets(0)?;
+        // SAFETY: `ssl` is live; the callback is a plain function with no state.
+        unsafe {
+            SSL_set_options(ssl.as_ptr(), SSL_OP_NO_TICKET as u64);
+            SSL_set_not_resumable_session_callback(ssl.as_ptr(), Some(never_resumable));
+        }
+        Ok(KONG_CLIENT_TLS_OK)
+    })
+}
+
+extern "C" fn never_resumable(_ssl: *mut SSL, _is_forward_secure: c_int) -> c_int {
+    1
+}

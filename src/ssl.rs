@@ -1,0 +1,57 @@
+//! Checks on the `SSL *` handed in by the caller, and the few libssl calls that
+//! `openssl-sys` does not declare.
+
+use std::ffi::c_int;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::SslRef;
+use openssl_sys::SSL;
+
+use crate::error::Error;
+
+extern "C" {
+    pub(crate) fn SSL_get_state(ssl: *const SSL) -> c_int;
+    pub(crate) fn SSL_set_options(ssl: *mut SSL, options: u64) -> u64;
+    pub(crate) fn SSL_set_not_resumable_session_callback(
+        ssl: *mut SSL,
+        cb: Option<unsafe extern "C" fn(*mut SSL, c_int) -> c_int>,
+    );
+}
+
+// `OSSL_HANDSHAKE_STATE` values, stable since OpenSSL 1.1.0.
+const TLS_ST_BEFORE: c_int = 0;
+const TLS_ST_SR_CLNT_HELLO: c_int = 20;
+
+/// The server-side connection behind `ssl`, or the reason it cannot be used.
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL *` that nobody else mutates during the call.
+pub(crate) unsafe fn server_ssl<'a>(ssl: *mut SSL) -> Result<&'a mut SslRef, Error> {
+    if ssl.is_null() {
+        return Err(Error::NULL_SSL);
+    }
+    // SAFETY: non-NULL and live per this function's contract.
+    let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+    if !ssl.is_server() {
+        return Err(Error::CLIENT_SIDE);
+    }
+    Ok(ssl)
+}
+
+/// Like [`server_ssl`], and the handshake must not have answered the ClientHello yet:
+/// settings that shape the ServerHello only work from the client hello or certificate
+/// callback (or before the handshake starts).
+///
+/// # Safety
+/// As for [`server_ssl`].
+pub(crate) unsafe fn server_ssl_before_server_hello<'a>(
+    ssl: *mut SSL,
+) -> Result<&'a mut SslRef, Error> {
+    // SAFETY: forwarded contract.
+    let ssl = unsafe { server_ssl(ssl) }?;
+    // SAFETY: `ssl` is a live SSL.
+    match unsafe { SSL_get_state(ssl.as_ptr()) } {
+        TLS_ST_BEFORE | TLS_ST_SR_CLNT_HELLO => Ok(ssl),
+        _ => Err(Error::WRONG_STATE),
+    }
+}

@@ -1,0 +1,80 @@
+//! Versions, and the proof that the host process and this library share one libssl.
+//!
+//! Two copies of OpenSSL in one process corrupt memory as soon as an `SSL *` made by one
+//! reaches the other. A library loaded into nginx binds `SSL_new` and friends through the
+//! dynamic linker; if nginx's own libssl is a different object (a statically linked or
+//! differently named OpenSSL), the addresses differ, and that is what we check.
+
+use std::ffi::{c_char, c_int, c_ulong, c_void, CStr};
+
+use crate::error::{guard, set_err, Error, KONG_CLIENT_TLS_OK};
+
+/// The host process exports no libssl/libcrypto symbols, so sharing cannot be proven.
+pub const KONG_CLIENT_TLS_NO_HOST_LIBSSL: c_int = 3;
+
+const VERSION: &CStr = match CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(v) => v,
+    Err(_) => panic!("version string"),
+};
+
+const SECOND_LIBSSL: Error = Error(
+    c"two copies of libssl in one process: the host's SSL_new is not the one kong_client_tls is linked to; build kong_client_tls against the host's OpenSSL",
+);
+const SECOND_LIBCRYPTO: Error = Error(
+    c"two copies of libcrypto in one process: the host's X509_free is not the one kong_client_tls is linked to; build kong_client_tls against the host's OpenSSL",
+);
+const NO_HOST_LIBSSL: Error = Error(
+    c"the host process exports no libssl symbols, so it cannot be shown to use kong_client_tls's libssl",
+);
+
+/// The library's version, e.g. `"0.1.0"`. Static; never free it.
+#[no_mangle]
+pub extern "C" fn kong_client_tls_version() -> *const c_char {
+    VERSION.as_ptr()
+}
+
+/// `OpenSSL_version_num()` of the libcrypto this library is bound to at run time.
+#[no_mangle]
+pub extern "C" fn kong_client_tls_openssl_version_num() -> c_ulong {
+    // SAFETY: no arguments, no preconditions.
+    unsafe { openssl_sys::OpenSSL_version_num() }
+}
+
+/// Checks that the host process and this library use the same libssl and libcrypto.
+///
+/// Compares the addresses of `SSL_new` and `X509_free` that this library is bound to with
+/// those the host process exports (`dlsym(RTLD_DEFAULT, …)`). Call it once at load time.
+///
+/// Returns `KONG_CLIENT_TLS_OK` when they are the same objects;
+/// `KONG_CLIENT_TLS_NO_HOST_LIBSSL` when the host exports neither symbol (a process that
+/// does not use OpenSSL itself, or links it statically without exporting it: the caller
+/// decides; `*err` explains); `KONG_CLIENT_TLS_ERROR` when they differ (`*err` says which).
+///
+/// # Safety
+/// `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kong_client_tls_check_libssl(err: *mut *const c_char) -> c_int {
+    guard(err, || {
+        let ssl_new = host_symbol(c"SSL_new");
+        let x509_free = host_symbol(c"X509_free");
+        if ssl_new.is_null() && x509_free.is_null() {
+            // SAFETY: `err` is NULL or writable per the contract.
+            unsafe { set_err(err, NO_HOST_LIBSSL) };
+            return Ok(KONG_CLIENT_TLS_NO_HOST_LIBSSL);
+        }
+        if !ssl_new.is_null() && ssl_new != openssl_sys::SSL_new as *mut c_void {
+            return Err(SECOND_LIBSSL);
+        }
+        if !x509_free.is_null() && x509_free != openssl_sys::X509_free as *mut c_void {
+            return Err(SECOND_LIBCRYPTO);
+        }
+        Ok(KONG_CLIENT_TLS_OK)
+    })
+}
+
+fn host_symbol(name: &CStr) -> *mut c_void {
+    // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the global scope only.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
