@@ -1,0 +1,80 @@
+# kong-client-tls: the front door. `make run` shows the demo, `make test` proves it.
+CARGO   ?= cargo
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+LUADIR  ?= $(PREFIX)/share/lua/5.1
+
+RELEASE   := target/release
+SO        := $(RELEASE)/libkong_client_tls.so
+STATICLIB := $(RELEASE)/libkong_client_tls.a
+HEADER    := include/kong_client_tls.h
+CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -O1 -g -Iinclude
+LDLIBS_TEST := -lssl -lcrypto -lpthread -ldl -lm -lgcc_s
+
+# Debian packages the build, the tests and the demo need.
+APT_PACKAGES := gcc g++ make pkg-config libssl-dev openssl curl valgrind \
+                nginx libnginx-mod-http-lua lua-resty-core lua-check
+
+.PHONY: all build deps test test-rust test-c lint header install uninstall clean run bench fuzz
+
+all: build
+
+build:
+	$(CARGO) build --release --lib
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: deps build
+	$(MAKE) test-rust
+	$(MAKE) test-c
+
+test-rust:
+	$(CARGO) test --release --all-targets
+
+# C programs against the header and the static library, then again under valgrind.
+test-c: build
+	@mkdir -p $(RELEASE)/ctests
+	@set -e; pass=0; fail=0; for src in tests/c/*.c; do \
+	  bin=$(RELEASE)/ctests/$$(basename $$src .c); \
+	  $(CC) $(CFLAGS_TEST) $$src -o $$bin $(STATICLIB) $(LDLIBS_TEST); \
+	  if $$bin && valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$bin; \
+	  then pass=$$((pass+1)); else echo "FAILED: $$src"; fail=$$((fail+1)); fi; \
+	done; \
+	echo "c tests: $$pass passed, $$fail failed"; test $$fail -eq 0
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) test --release --test header
+	luacheck --no-color lua/
+
+# Rewrites the committed header from the Rust sources.
+header:
+	KONG_CLIENT_TLS_WRITE_HEADER=1 $(CARGO) build --release --lib
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUADIR)
+	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so
+	install -m 0644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/libkong_client_tls.a
+	install -m 0644 $(HEADER) $(DESTDIR)$(INCDIR)/kong_client_tls.h
+	install -m 0644 lua/kong_client_tls.lua $(DESTDIR)$(LUADIR)/kong_client_tls.lua
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
+	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua
+
+run: deps build
+	@echo "demo arrives with the Lua module"
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,160 @@
+//! Test support shared by the integration tests: a throw-away PKI and real in-process
+//! TLS handshakes over a socketpair, with hooks run from OpenSSL's client hello and
+//! certificate callbacks, where nginx runs `ssl_client_hello_by_lua` and
+//! `ssl_certificate_by_lua`.
+#![allow(dead_code)]
+
+pub mod pki;
+
+use std::ffi::{c_int, c_void};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, OnceLock};
+use std::thread;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ex_data::Index;
+use openssl::ssl::{
+    ClientHelloResponse, Ssl, SslContext, SslContextBuilder, SslMethod, SslRef, SslSession,
+    SslStream, SslVersion,
+};
+use openssl_sys::{SSL, SSL_CTX};
+
+pub use pki::{Identity, KeyKind, Pki};
+
+/// A hook run on the server `SSL` from one of OpenSSL's callbacks.
+pub type Hook = Arc<dyn Fn(*mut SSL) + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub client_hello: Option<Hook>,
+    pub certificate: Option<Hook>,
+}
+
+extern "C" {
+    fn SSL_CTX_set_cert_cb(
+        ctx: *mut SSL_CTX,
+        cb: Option<unsafe extern "C" fn(*mut SSL, *mut c_void) -> c_int>,
+        arg: *mut c_void,
+    );
+}
+
+fn hooks_index() -> Index<Ssl, Hooks> {
+    static INDEX: OnceLock<Index<Ssl, Hooks>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("ex_data index"))
+}
+
+unsafe extern "C" fn run_certificate_hook(ssl: *mut SSL, _arg: *mut c_void) -> c_int {
+    let hook = SslRef::from_ptr(ssl)
+        .ex_data(hooks_index())
+        .and_then(|h| h.certificate.clone());
+    if let Some(hook) = hook {
+        hook(ssl);
+    }
+    1
+}
+
+/// Installs the client hello and certificate callbacks that run per-connection [`Hooks`].
+pub fn install_hook_callbacks(ctx: &mut SslContextBuilder) {
+    ctx.set_client_hello_callback(|ssl, _alert| {
+        if let Some(hook) = ssl.ex_data(hooks_index()).and_then(|h| h.client_hello.clone()) {
+            hook(ssl.as_ptr());
+        }
+        Ok(ClientHelloResponse::SUCCESS)
+    });
+    // SAFETY: the context is live; the callback is a plain function.
+    unsafe { SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(run_certificate_hook), std::ptr::null_mut()) };
+}
+
+/// A server context: `identity` (leaf + chain), exactly `version`, hook callbacks
+/// installed, and a session ID context so that resumption with client certificates works.
+pub fn server_context(identity: &Pki, version: SslVersion) -> SslContextBuilder {
+    let mut ctx = SslContext::builder(SslMethod::tls_server()).unwrap();
+    ctx.set_certificate(&identity.leaf.cert).unwrap();
+    ctx.add_extra_chain_cert(identity.intermediate.cert.clone())
+        .unwrap();
+    ctx.set_private_key(&identity.leaf.key).unwrap();
+    ctx.set_min_proto_version(Some(version)).unwrap();
+    ctx.set_max_proto_version(Some(version)).unwrap();
+    ctx.set_session_id_context(b"kong-client-tls-tests").unwrap();
+    install_hook_callbacks(&mut ctx);
+    ctx
+}
+
+/// A client context for `version`; with `identity`, it presents leaf + intermediate.
+pub fn client_context(identity: Option<&Pki>, version: SslVersion) -> SslContextBuilder {
+    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
+    ctx.set_min_proto_version(Some(version)).unwrap();
+    ctx.set_max_proto_version(Some(version)).unwrap();
+    ctx.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    if let Some(id) = identity {
+        ctx.set_certificate(&id.leaf.cert).unwrap();
+        ctx.add_extra_chain_cert(id.intermediate.cert.clone()).unwrap();
+        ctx.set_private_key(&id.leaf.key).unwrap();
+    }
+    ctx
+}
+
+/// One finished (or failed) handshake, with both ends kept for inspection.
+pub struct Connection {
+    pub server: Result<SslStream<UnixStream>, String>,
+    pub client: Result<SslStream<UnixStream>, String>,
+}
+
+impl Connection {
+    pub fn server(&self) -> &SslRef {
+        self.server.as_ref().expect("server handshake").ssl()
+    }
+    pub fn client(&self) -> &SslRef {
+        self.client.as_ref().expect("client handshake").ssl()
+    }
+    /// The client's session after it has read the server's first application data (and
+    /// with it any TLS 1.3 NewSessionTicket).
+    pub fn client_session(&self) -> Option<SslSession> {
+        self.client().session().map(|s| s.to_owned())
+    }
+}
+
+/// Runs a real handshake between a new server `SSL` of `server_ctx` (with `hooks`) and a
+/// new client `SSL` of `client_ctx` (resuming `session` when given). The server then
+/// sends one application byte, which the client reads, so TLS 1.3 tickets arrive.
+pub fn connect(
+    server_ctx: &SslContext,
+    client_ctx: &SslContext,
+    hooks: Hooks,
+    session: Option<&SslSession>,
+) -> Connection {
+    let (server_sock, client_sock) = UnixStream::pair().unwrap();
+    let mut server_ssl = Ssl::new(server_ctx).unwrap();
+    server_ssl.set_ex_data(hooks_index(), hooks);
+    let server = thread::spawn(move || {
+        let mut stream = server_ssl.accept(server_sock).map_err(|e| e.to_string())?;
+        stream.write_all(b"!").map_err(|e| e.to_string())?;
+        let mut byte = [0u8; 1];
+        let _ = stream.read(&mut byte);
+        Ok::<_, String>(stream)
+    });
+    let mut client_ssl = Ssl::new(client_ctx).unwrap();
+    if let Some(session) = session {
+        // SAFETY: the session comes from a context with the same settings.
+        unsafe { client_ssl.set_session(session).unwrap() };
+    }
+    let client = client_ssl
+        .connect(client_sock)
+        .map_err(|e| e.to_string())
+        .and_then(|mut stream| {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).map_err(|e| e.to_string())?;
+            stream.write_all(b"!").map_err(|e| e.to_string())?;
+            Ok(stream)
+        });
+    let server = server.join().expect("server thread");
+    Connection { server, client }
+}
+
+/// A hook from a plain function of the server `SSL`.
+pub fn hook(f: impl Fn(*mut SSL) + Send + Sync + 'static) -> Option<Hook> {
+    Some(Arc::new(f))
+}
+
+pub const VERSIONS: [SslVersion; 2] = [SslVersion::TLS1_2, SslVersion::TLS1_3];
