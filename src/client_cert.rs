@@ -127,4 +127,3 @@ unsafe fn stack_entries<'a>(stack: *const stack_st_X509) -> Result<Vec<&'a X509R
         })
         .collect()
 }
-

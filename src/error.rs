@@ -61,3 +61,26 @@ pub(crate) unsafe fn set_err(err: *mut *const c_char, e: Error) {
         unsafe { *err = e.as_ptr() };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_with_a_static_message() {
+        let mut err: *const c_char = std::ptr::null();
+        let rc = guard(&mut err, || panic!("boom"));
+        assert_eq!(rc, KONG_CLIENT_TLS_ERROR);
+        // SAFETY: `guard` stored a static NUL-terminated message.
+        assert_eq!(unsafe { CStr::from_ptr(err) }, Error::PANIC.0);
+    }
+
+    #[test]
+    fn a_null_err_pointer_is_never_written() {
+        assert_eq!(
+            guard(std::ptr::null_mut(), || Err(Error::NULL_SSL)),
+            KONG_CLIENT_TLS_ERROR
+        );
+        assert_eq!(guard(std::ptr::null_mut(), || Ok(7)), 7);
+    }
+}

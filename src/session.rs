@@ -17,7 +17,8 @@ use openssl_sys::{SSL, SSL_OP_NO_TICKET};
 
 use crate::error::{guard, KONG_CLIENT_TLS_OK};
 use crate::ssl::{
-    server_ssl_before_server_hello, SSL_set_not_resumable_session_callback, SSL_set_options,
+    server_ssl_before_server_hello, SSL_SESSION_set1_id, SSL_set_not_resumable_session_callback,
+    SSL_set_options,
 };
 
 /// Makes the session of this server-side connection impossible to resume.
@@ -52,6 +53,17 @@ pub unsafe extern "C" fn kong_client_tls_disable_session_reuse(
     })
 }
 
-extern "C" fn never_resumable(_ssl: *mut SSL, _is_forward_secure: c_int) -> c_int {
+/// OpenSSL calls this once it has chosen the cipher of a full handshake, before it
+/// writes the ServerHello. Marking the session not resumable stops TLS 1.2 tickets;
+/// emptying its ID keeps it out of every session cache and out of the ServerHello.
+unsafe extern "C" fn never_resumable(ssl: *mut SSL, _is_forward_secure: c_int) -> c_int {
+    // SAFETY: OpenSSL passes the live SSL whose handshake is running; its session exists
+    // at this point, and a zero-length ID needs no source bytes.
+    unsafe {
+        let session = openssl_sys::SSL_get_session(ssl);
+        if !session.is_null() {
+            SSL_SESSION_set1_id(session, std::ptr::null(), 0);
+        }
+    }
     1
 }

@@ -16,6 +16,11 @@ extern "C" {
         ssl: *mut SSL,
         cb: Option<unsafe extern "C" fn(*mut SSL, c_int) -> c_int>,
     );
+    pub(crate) fn SSL_SESSION_set1_id(
+        session: *mut openssl_sys::SSL_SESSION,
+        id: *const u8,
+        len: std::ffi::c_uint,
+    ) -> c_int;
 }
 
 // `OSSL_HANDSHAKE_STATE` values, stable since OpenSSL 1.1.0.

@@ -12,12 +12,11 @@ use crate::error::{guard, set_err, Error, KONG_CLIENT_TLS_OK};
 /// The host process exports no libssl/libcrypto symbols, so sharing cannot be proven.
 pub const KONG_CLIENT_TLS_NO_HOST_LIBSSL: c_int = 3;
 
-const VERSION: &CStr = match CStr::from_bytes_with_nul(
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-) {
-    Ok(v) => v,
-    Err(_) => panic!("version string"),
-};
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("version string"),
+    };
 
 const SECOND_LIBSSL: Error = Error(
     c"two copies of libssl in one process: the host's SSL_new is not the one kong_client_tls is linked to; build kong_client_tls against the host's OpenSSL",

@@ -20,7 +20,7 @@ use openssl::ssl::{
 };
 use openssl_sys::{SSL, SSL_CTX};
 
-pub use pki::{Identity, KeyKind, Pki};
+pub use pki::{KeyKind, Pki};
 
 /// A hook run on the server `SSL` from one of OpenSSL's callbacks.
 pub type Hook = Arc<dyn Fn(*mut SSL) + Send + Sync>;
@@ -57,13 +57,22 @@ unsafe extern "C" fn run_certificate_hook(ssl: *mut SSL, _arg: *mut c_void) -> c
 /// Installs the client hello and certificate callbacks that run per-connection [`Hooks`].
 pub fn install_hook_callbacks(ctx: &mut SslContextBuilder) {
     ctx.set_client_hello_callback(|ssl, _alert| {
-        if let Some(hook) = ssl.ex_data(hooks_index()).and_then(|h| h.client_hello.clone()) {
+        if let Some(hook) = ssl
+            .ex_data(hooks_index())
+            .and_then(|h| h.client_hello.clone())
+        {
             hook(ssl.as_ptr());
         }
         Ok(ClientHelloResponse::SUCCESS)
     });
     // SAFETY: the context is live; the callback is a plain function.
-    unsafe { SSL_CTX_set_cert_cb(ctx.as_ptr(), Some(run_certificate_hook), std::ptr::null_mut()) };
+    unsafe {
+        SSL_CTX_set_cert_cb(
+            ctx.as_ptr(),
+            Some(run_certificate_hook),
+            std::ptr::null_mut(),
+        )
+    };
 }
 
 /// A server context: `identity` (leaf + chain), exactly `version`, hook callbacks
@@ -76,7 +85,8 @@ pub fn server_context(identity: &Pki, version: SslVersion) -> SslContextBuilder 
     ctx.set_private_key(&identity.leaf.key).unwrap();
     ctx.set_min_proto_version(Some(version)).unwrap();
     ctx.set_max_proto_version(Some(version)).unwrap();
-    ctx.set_session_id_context(b"kong-client-tls-tests").unwrap();
+    ctx.set_session_id_context(b"kong-client-tls-tests")
+        .unwrap();
     install_hook_callbacks(&mut ctx);
     ctx
 }
@@ -89,7 +99,8 @@ pub fn client_context(identity: Option<&Pki>, version: SslVersion) -> SslContext
     ctx.set_verify(openssl::ssl::SslVerifyMode::NONE);
     if let Some(id) = identity {
         ctx.set_certificate(&id.leaf.cert).unwrap();
-        ctx.add_extra_chain_cert(id.intermediate.cert.clone()).unwrap();
+        ctx.add_extra_chain_cert(id.intermediate.cert.clone())
+            .unwrap();
         ctx.set_private_key(&id.leaf.key).unwrap();
     }
     ctx

@@ -27,12 +27,14 @@ pub struct Identity {
     pub key: PKey<Private>,
 }
 
-/// One hierarchy: `root` signs `intermediate`, which signs `leaf`.
+/// One hierarchy: `root` signs `intermediate`, which signs `leaf`; `root` also signs
+/// `direct_leaf`, the only kind of client certificate verify depth 0 can accept.
 #[derive(Clone)]
 pub struct Pki {
     pub root: Identity,
     pub intermediate: Identity,
     pub leaf: Identity,
+    pub direct_leaf: Identity,
 }
 
 impl Pki {
@@ -53,13 +55,47 @@ impl Pki {
     pub fn new(label: &str, kind: KeyKind) -> Pki {
         let root_key = new_key(kind);
         let root = issue(&format!("{label} Root CA"), &root_key, None, true);
-        let root = Identity { cert: root, key: root_key };
+        let root = Identity {
+            cert: root,
+            key: root_key,
+        };
         let int_key = new_key(kind);
-        let intermediate = issue(&format!("{label} Intermediate CA"), &int_key, Some(&root), true);
-        let intermediate = Identity { cert: intermediate, key: int_key };
+        let intermediate = issue(
+            &format!("{label} Intermediate CA"),
+            &int_key,
+            Some(&root),
+            true,
+        );
+        let intermediate = Identity {
+            cert: intermediate,
+            key: int_key,
+        };
         let leaf_key = new_key(kind);
-        let leaf = issue(&format!("{label} leaf"), &leaf_key, Some(&intermediate), false);
-        Pki { root, intermediate, leaf: Identity { cert: leaf, key: leaf_key } }
+        let leaf = issue(
+            &format!("{label} leaf"),
+            &leaf_key,
+            Some(&intermediate),
+            false,
+        );
+        let direct_key = new_key(kind);
+        let direct = issue(
+            &format!("{label} direct leaf"),
+            &direct_key,
+            Some(&root),
+            false,
+        );
+        Pki {
+            root,
+            intermediate,
+            leaf: Identity {
+                cert: leaf,
+                key: leaf_key,
+            },
+            direct_leaf: Identity {
+                cert: direct,
+                key: direct_key,
+            },
+        }
     }
 
     /// The PEM a server should return for this client: leaf then intermediate.
@@ -82,28 +118,51 @@ fn new_key(kind: KeyKind) -> PKey<Private> {
 
 fn issue(cn: &str, key: &PKey<Private>, issuer: Option<&Identity>, ca: bool) -> X509 {
     let mut name = X509Name::builder().unwrap();
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "kong-client-tls tests").unwrap();
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "kong-client-tls tests")
+        .unwrap();
     name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
     let name = name.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
     let mut serial = BigNum::new().unwrap();
-    serial.rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
+    serial
+        .rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)
+        .unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
     b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(issuer.map_or(&name, |i| i.cert.subject_name())).unwrap();
+    b.set_issuer_name(issuer.map_or(&name, |i| i.cert.subject_name()))
+        .unwrap();
     b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
     if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap())
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
             .unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
     } else {
-        b.append_extension(BasicConstraints::new().build().unwrap()).unwrap();
-        b.append_extension(KeyUsage::new().digital_signature().key_encipherment().build().unwrap())
+        b.append_extension(BasicConstraints::new().build().unwrap())
             .unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .digital_signature()
+                .key_encipherment()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
     }
-    b.sign(issuer.map_or(key, |i| &i.key), MessageDigest::sha256()).unwrap();
+    b.sign(issuer.map_or(key, |i| &i.key), MessageDigest::sha256())
+        .unwrap();
     b.build()
 }
