@@ -1,0 +1,320 @@
+-- kong_client_tls: Kong Gateway 3.9's `kong.client.tls` API for stock nginx + lua-nginx-module.
+--
+--   local tls = require "kong_client_tls"
+--
+-- The functions keep Kong's names, arguments, return values, phase rules and error texts
+-- (see README.md, "Using it from Lua"). Each one is a thin LuaJIT FFI call into
+-- libkong_client_tls.so, which works on the OpenSSL `SSL *` of the current connection;
+-- lua-nginx-module hands that pointer out through `ngx_http_lua_ffi_get_req_ssl_pointer`.
+--
+-- Finding the library: the environment variable KONG_CLIENT_TLS_LIB (an explicit path;
+-- inside nginx it must be passed through with the `env` directive), otherwise every
+-- `package.cpath` template (`lua_package_cpath` in nginx) with `?` = `kong_client_tls`,
+-- first as `lib?.so`, then as `?.so`.
+
+local ffi = require "ffi"
+
+local C = ffi.C
+local ffi_cast = ffi.cast
+local ffi_new = ffi.new
+local ffi_string = ffi.string
+local concat = table.concat
+local error = error
+local tostring = tostring
+local type = type
+
+-- Every declaration this module uses; the kong_client_tls_* prototypes are those of
+-- include/kong_client_tls.h (tests/lua_unit.rs fails when the two differ), except that
+-- `STACK_OF(X509)` is `void` here, so that stacks typed by ngx.ssl (`void *`) and by
+-- lua-resty-openssl (`OPENSSL_STACK *`) are both accepted as they are.
+ffi.cdef [[
+typedef struct ssl_st SSL;
+
+int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
+                                                       const char **pem,
+                                                       size_t *len,
+                                                       const char **err);
+int kong_client_tls_request_client_certificate(SSL *ssl,
+                                               const void *ca_certs,
+                                               const char **err);
+int kong_client_tls_disable_session_reuse(SSL *ssl, const char **err);
+const char *kong_client_tls_version(void);
+int kong_client_tls_check_libssl(const char **err);
+
+void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r, const char **err);
+typedef void *(*kong_client_tls_get_req_ssl_pointer_t)(void *r, const char **err);
+]]
+
+-- Status codes of include/kong_client_tls.h.
+local KONG_CLIENT_TLS_OK = 0
+local KONG_CLIENT_TLS_ERROR = -1
+local KONG_CLIENT_TLS_NO_CERTIFICATE = 1
+local KONG_CLIENT_TLS_NO_HOST_LIBSSL = 3
+
+local LIB_NAME = "kong_client_tls"
+local LIB_ENV = "KONG_CLIENT_TLS_LIB"
+
+
+-- Library discovery -------------------------------------------------------------------
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then
+    f:close()
+    return true
+  end
+  return false
+end
+
+-- The paths tried for one `package.cpath` template: its last component with `lib`
+-- prepended (`/x/?.so` gives `/x/libkong_client_tls.so`), then the template itself.
+local function candidates_of(template, out)
+  local dir, last = template:match("^(.-)([^/]*)$")
+  if not last:find("?", 1, true) then
+    return
+  end
+  if last:sub(1, 1) == "?" then
+    out[#out + 1] = (dir .. "lib" .. last):gsub("%?", LIB_NAME)
+  end
+  out[#out + 1] = (template:gsub("%?", LIB_NAME))
+end
+
+local function load_library()
+  local explicit = os.getenv(LIB_ENV)
+  if explicit and explicit ~= "" then
+    local ok, lib = pcall(ffi.load, explicit)
+    if not ok then
+      error("kong_client_tls: cannot load " .. explicit .. " (from " .. LIB_ENV .. "): "
+            .. tostring(lib), 0)
+    end
+    return lib, explicit
+  end
+
+  local tried = {}
+  for template in (package.cpath or ""):gmatch("[^;]+") do
+    candidates_of(template, tried)
+  end
+  for _, path in ipairs(tried) do
+    if file_exists(path) then
+      local ok, lib = pcall(ffi.load, path)
+      if not ok then
+        error("kong_client_tls: cannot load " .. path .. ": " .. tostring(lib), 0)
+      end
+      return lib, path
+    end
+  end
+
+  error("kong_client_tls: libkong_client_tls.so not found; set " .. LIB_ENV
+        .. " to its path or add its directory to package.cpath (lua_package_cpath in"
+        .. " nginx); tried: " .. (#tried > 0 and concat(tried, ", ") or "(no templates)"), 0)
+end
+
+local lib, lib_path = load_library()
+
+local lib_request_client_certificate = lib.kong_client_tls_request_client_certificate
+local lib_disable_session_reuse = lib.kong_client_tls_disable_session_reuse
+local lib_get0_chain = lib.kong_client_tls_get0_full_client_certificate_chain
+
+-- Reused for every call (the way lua-resty-core reuses its errmsg pointer): no
+-- allocation on the paths that run per connection or per request.
+local errp = ffi_new("const char *[1]")
+local pem_ptr = ffi_new("const char *[1]")
+local len_ptr = ffi_new("size_t[1]")
+
+
+-- Host checks at load time ----------------------------------------------------------
+
+local ngx = ngx
+local ngx_config = type(ngx) == "table" and ngx.config or nil
+local in_nginx = type(ngx_config) == "table" and ngx_config.nginx_version ~= nil
+
+if in_nginx and ngx_config.subsystem ~= "http" then
+  error("kong_client_tls: the " .. tostring(ngx_config.subsystem) .. " subsystem is not"
+        .. " supported (only http)", 0)
+end
+
+do
+  errp[0] = nil
+  local rc = lib.kong_client_tls_check_libssl(errp)
+  if rc ~= KONG_CLIENT_TLS_OK then
+    local msg = errp[0] ~= nil and ffi_string(errp[0]) or ("status " .. tostring(rc))
+    -- A process without OpenSSL of its own (plain LuaJIT) cannot share a second copy,
+    -- but nginx always has one: refuse there, two libssl copies corrupt memory.
+    if rc ~= KONG_CLIENT_TLS_NO_HOST_LIBSSL or in_nginx then
+      error("kong_client_tls: refusing to load " .. lib_path .. ": " .. msg, 0)
+    end
+  end
+end
+
+local get_request
+local get_req_ssl_pointer
+if in_nginx then
+  get_request = require("resty.core.base").get_request
+  -- Through our own function pointer type: another module (lua-resty-openssl) may have
+  -- declared the symbol first with the older one-argument prototype.
+  get_req_ssl_pointer = ffi_cast("kong_client_tls_get_req_ssl_pointer_t",
+                                 C.ngx_http_lua_ffi_get_req_ssl_pointer)
+end
+
+local NO_REQUEST = "kong_client_tls: no request found (this function works only inside"
+                   .. " nginx with lua-nginx-module)"
+local NOT_TLS = "connection is not TLS or TLS support for Nginx not enabled"
+
+
+-- Phases ------------------------------------------------------------------------------
+
+-- ngx.get_phase() names that Kong calls differently; any other name is kept as is.
+local KONG_PHASE_NAMES = {
+  ssl_client_hello = "client_hello",
+  ssl_cert = "certificate",
+  content = "response",
+}
+
+-- The order in which Kong lists the allowed phases in its error text.
+local KONG_PHASE_ORDER = {
+  "init_worker", "certificate", "client_hello", "rewrite", "access", "balancer",
+  "response", "header_filter", "body_filter", "log", "preread",
+}
+
+local get_phase = type(ngx) == "table" and ngx.get_phase or nil
+
+-- A set of allowed Kong phase names, plus the "(only in: ...)" list in Kong's order.
+local function phases(...)
+  local set, listed = {}, {}
+  for i = 1, select("#", ...) do
+    set[select(i, ...)] = true
+  end
+  for _, name in ipairs(KONG_PHASE_ORDER) do
+    if set[name] then
+      listed[#listed + 1] = name
+    end
+  end
+  set[0] = concat(listed, ", ")
+  return set
+end
+
+-- Raises Kong's wrong-phase error unless the current phase is allowed; the error points
+-- at the caller of the API function (level 3 from here).
+local function check_phase(allowed)
+  if not get_phase then
+    error("kong_client_tls: ngx.get_phase is not available (not running inside nginx)", 3)
+  end
+  local phase = get_phase()
+  phase = KONG_PHASE_NAMES[phase] or phase
+  if not allowed[phase] then
+    error("function cannot be called in " .. tostring(phase) .. " phase (only in: "
+          .. allowed[0] .. ")", 3)
+  end
+end
+
+local CERTIFICATE = phases("certificate")
+local CHAIN_PHASES = phases("rewrite", "access", "balancer", "response",
+                            "header_filter", "body_filter", "log")
+local VERIFY_PHASES = phases("rewrite", "access", "balancer", "response")
+
+
+-- The connection's SSL * ----------------------------------------------------------
+
+-- Returns the SSL * of the current request's connection, or nil and an error message.
+local function connection_ssl()
+  local r = get_request and get_request()
+  if r == nil then
+    error(NO_REQUEST, 3)
+  end
+  errp[0] = nil
+  local ssl = get_req_ssl_pointer(r, errp)
+  if ssl == nil then
+    if errp[0] ~= nil then
+      return nil, ffi_string(errp[0])
+    end
+    return nil, NOT_TLS
+  end
+  return ssl
+end
+
+local function failure(rc)
+  if rc == KONG_CLIENT_TLS_ERROR and errp[0] ~= nil then
+    return nil, ffi_string(errp[0])
+  end
+  return nil, "kong_client_tls: unexpected status " .. tostring(rc)
+end
+
+
+-- The API -------------------------------------------------------------------------
+
+local _M = {
+  _VERSION = ffi_string(lib.kong_client_tls_version()),
+}
+
+--- Asks the client for its certificate (mutual TLS) without requiring one.
+-- Phase: certificate. `ca_certs`: optional `STACK_OF(X509) *` cdata (ngx.ssl.parse_pem_cert,
+-- lua-resty-openssl's chain.ctx); its subjects are sent as the acceptable-CA list.
+-- Returns true, or nil and an error message.
+function _M.request_client_certificate(ca_certs)
+  check_phase(CERTIFICATE)
+  if ca_certs ~= nil and type(ca_certs) ~= "cdata" then
+    error("ca_certs expects a cdata object but found " .. type(ca_certs), 2)
+  end
+  local ssl, err = connection_ssl()
+  if not ssl then
+    return nil, err
+  end
+  errp[0] = nil
+  local rc = lib_request_client_certificate(ssl, ca_certs, errp)
+  if rc == KONG_CLIENT_TLS_OK then
+    return true
+  end
+  return failure(rc)
+end
+
+--- Stops this connection's TLS session from ever being resumed.
+-- Phase: certificate. Returns true, or nil and an error message.
+function _M.disable_session_reuse()
+  check_phase(CERTIFICATE)
+  local ssl, err = connection_ssl()
+  if not ssl then
+    return nil, err
+  end
+  errp[0] = nil
+  local rc = lib_disable_session_reuse(ssl, errp)
+  if rc == KONG_CLIENT_TLS_OK then
+    return true
+  end
+  return failure(rc)
+end
+
+--- The client's certificate chain as PEM, leaf first.
+-- Phases: rewrite, access, balancer, header_filter, body_filter, log, and (ours) content.
+-- Returns the PEM; nil (alone) when the client sent no certificate; nil and an error
+-- message on failure.
+function _M.get_full_client_certificate_chain()
+  check_phase(CHAIN_PHASES)
+  local ssl, err = connection_ssl()
+  if not ssl then
+    return nil, err
+  end
+  errp[0] = nil
+  local rc = lib_get0_chain(ssl, pem_ptr, len_ptr, errp)
+  if rc == KONG_CLIENT_TLS_OK then
+    return ffi_string(pem_ptr[0], len_ptr[0])
+  end
+  if rc == KONG_CLIENT_TLS_NO_CERTIFICATE then
+    return nil
+  end
+  return failure(rc)
+end
+
+--- Overrides the client verification result Kong's log serializer reports.
+-- Phases: rewrite, access, balancer, and (ours) content. `v`: "SUCCESS", "NONE" or
+-- "FAILED:<reason>"; stored in ngx.ctx.CLIENT_VERIFY_OVERRIDE. Returns nothing.
+function _M.set_client_verify(v)
+  check_phase(VERIFY_PHASES)
+  assert(type(v) == "string")
+  if v ~= "SUCCESS" and v ~= "NONE" and v:sub(1, 7) ~= "FAILED:" then
+    error("unknown client verify value: " .. v .. " accepted values are: \"SUCCESS\","
+          .. " \"NONE\" or \"FAILED:<reason>\"", 2)
+  end
+  ngx.ctx.CLIENT_VERIFY_OVERRIDE = v
+end
+
+return _M
