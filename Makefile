@@ -1,6 +1,7 @@
 # kong-client-tls: the front door. `make run` shows the demo, `make test` proves it.
 CARGO   ?= cargo
 CC      ?= cc
+CXX     ?= g++
 PREFIX  ?= /usr/local
 DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
@@ -12,7 +13,7 @@ SO        := $(RELEASE)/libkong_client_tls.so
 STATICLIB := $(RELEASE)/libkong_client_tls.a
 HEADER    := include/kong_client_tls.h
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -O1 -g -Iinclude
-LDLIBS_TEST := -lssl -lcrypto -lpthread -ldl -lm -lgcc_s
+LDLIBS_TEST := -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := gcc g++ make pkg-config libssl-dev openssl curl valgrind \
@@ -42,12 +43,18 @@ test-rust:
 	$(CARGO) test --release --all-targets
 
 # C programs against the header and the static library, then again under valgrind.
+# The header must also compile on its own as C99 and as C++.
+CTEST_DIR := $(RELEASE)/ctests
 test-c: build
-	@mkdir -p $(RELEASE)/ctests
-	@set -e; pass=0; fail=0; for src in tests/c/*.c; do \
-	  bin=$(RELEASE)/ctests/$$(basename $$src .c); \
+	@mkdir -p $(CTEST_DIR)
+	$(CC) -std=c99 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c.o
+	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_cxx.o
+	@rm -rf $(CTEST_DIR)/pki && tests/c/make-pki.sh $(CTEST_DIR)/pki
+	@set -e; pass=0; fail=0; for src in tests/c/test_*.c; do \
+	  bin=$(CTEST_DIR)/$$(basename $$src .c); \
 	  $(CC) $(CFLAGS_TEST) $$src -o $$bin $(STATICLIB) $(LDLIBS_TEST); \
-	  if $$bin && valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$bin; \
+	  if $$bin $(CTEST_DIR)/pki && \
+	     valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$bin $(CTEST_DIR)/pki; \
 	  then pass=$$((pass+1)); else echo "FAILED: $$src"; fail=$$((fail+1)); fi; \
 	done; \
 	echo "c tests: $$pass passed, $$fail failed"; test $$fail -eq 0
