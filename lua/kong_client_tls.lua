@@ -66,13 +66,14 @@ local function file_exists(path)
   return false
 end
 
--- The paths tried for one `package.cpath` template: its last component with `lib`
--- prepended (`/x/?.so` gives `/x/libkong_client_tls.so`), then the template itself.
+-- The paths tried for one `package.cpath` template: when its last component starts with
+-- `?`, that component with `lib` prepended (`/x/?.so` gives `/x/libkong_client_tls.so`);
+-- then the template itself, as Lua's loader reads it. Templates without `?` are skipped.
 local function candidates_of(template, out)
-  local dir, last = template:match("^(.-)([^/]*)$")
-  if not last:find("?", 1, true) then
+  if not template:find("?", 1, true) then
     return
   end
+  local dir, last = template:match("^(.-)([^/]*)$")
   if last:sub(1, 1) == "?" then
     out[#out + 1] = (dir .. "lib" .. last):gsub("%?", LIB_NAME)
   end

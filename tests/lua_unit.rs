@@ -1,0 +1,795 @@
+//! Unit tests of `lua/kong_client_tls.lua` in LuaJIT (mlua), outside nginx.
+//!
+//! Each test builds its own Lua state with a stand-in `ngx` table (a settable phase and a
+//! plain `ngx.ctx`), its own `os.getenv` (so `KONG_CLIENT_TLS_LIB` is per test, not per
+//! process) and its own `package.cpath`, then loads the module against the library that
+//! `cargo build --release --lib` built. Request-bound behaviour needs a real `SSL *` and
+//! is proven in nginx by `tests/nginx_e2e.rs`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mlua::{Lua, Table, Value};
+
+const MODULE: &str = include_str!("../lua/kong_client_tls.lua");
+const HEADER: &str = include_str!("../include/kong_client_tls.h");
+
+const NO_REQUEST: &str =
+    "kong_client_tls: no request found (this function works only inside nginx with lua-nginx-module)";
+
+/// The built shared library; the tests never skip when it is missing.
+fn library() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { manifest.join(t) })
+        .unwrap_or_else(|| manifest.join("target"));
+    let so = target.join("release").join("libkong_client_tls.so");
+    assert!(
+        so.is_file(),
+        "{} is missing: build it first with `cargo build --release --lib` (`make test` does)",
+        so.display()
+    );
+    so
+}
+
+fn lua_dir() -> String {
+    format!("{}/lua", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// How a test state is set up before `require "kong_client_tls"`.
+struct Setup {
+    /// `KONG_CLIENT_TLS_LIB` as the module sees it (`None`: unset).
+    env_lib: Option<String>,
+    /// `package.cpath`.
+    cpath: String,
+    /// Lua run after the stand-ins are in place and before the module is required.
+    prelude: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        let so = library();
+        Setup {
+            env_lib: None,
+            cpath: format!("{}/?.so", so.parent().unwrap().display()),
+            prelude: "",
+        }
+    }
+}
+
+fn new_state(setup: &Setup) -> Lua {
+    // The FFI library is "unsafe" for mlua, and the module is an FFI module.
+    // SAFETY: only this test's trusted Lua runs in the state.
+    let lua = unsafe { Lua::unsafe_new() };
+    // Make sure this test binary links libssl, as nginx does (check_libssl compares).
+    openssl_sys::init();
+    let g = lua.globals();
+    let package: Table = g.get("package").unwrap();
+    package.set("path", format!("{}/?.lua", lua_dir())).unwrap();
+    package.set("cpath", setup.cpath.clone()).unwrap();
+    g.set("TEST_ENV_LIB", setup.env_lib.clone()).unwrap();
+    lua.load(
+        r#"
+        local real_getenv = os.getenv
+        os.getenv = function(name)
+          if name == "KONG_CLIENT_TLS_LIB" then return TEST_ENV_LIB end
+          return real_getenv(name)
+        end
+        PHASE = "init"
+        ngx = { get_phase = function() return PHASE end, ctx = {} }
+        "#,
+    )
+    .set_name("=setup")
+    .exec()
+    .unwrap();
+    lua.load(setup.prelude).set_name("=prelude").exec().unwrap();
+    lua
+}
+
+/// Requires the module; `Err` holds the load error's message.
+fn require(lua: &Lua) -> Result<Table, String> {
+    let (ok, value): (bool, Value) = lua
+        .load(r#"return pcall(require, "kong_client_tls")"#)
+        .eval()
+        .unwrap();
+    if ok {
+        match value {
+            Value::Table(t) => Ok(t),
+            other => panic!("module returned {other:?}"),
+        }
+    } else {
+        Err(lua_string(&value))
+    }
+}
+
+fn lua_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_str().unwrap().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn loaded() -> Lua {
+    let lua = new_state(&Setup::default());
+    let tls = require(&lua).expect("the module loads outside nginx");
+    lua.globals().set("tls", tls).unwrap();
+    lua
+}
+
+/// Calls `tls[func](args...)` with the stand-in in `phase` from a chunk named `caller`,
+/// the call on line 3, never as a tail call, so level-2 errors read `caller:3: ...`.
+/// Returns `Ok(number of results, first result)` or `Err(message)`.
+fn call(lua: &Lua, phase: &str, func: &str, args: &str) -> Result<(i64, String), String> {
+    let src = format!(
+        "PHASE = {phase:?} local function pack(...) return {{ n = select('#', ...), ... }} end\n\
+         local ok, n, first = pcall(function()\n\
+         local r = pack(tls.{func}({args}))\n\
+         return r.n, tostring(r[1])\n\
+         end)\n\
+         return ok, n, first"
+    );
+    let (ok, n, first): (bool, Value, Value) = lua.load(src).set_name("=caller").eval().unwrap();
+    if ok {
+        let n = match n {
+            Value::Integer(i) => i,
+            Value::Number(f) => f as i64,
+            other => panic!("count {other:?}"),
+        };
+        Ok((n, lua_string(&first)))
+    } else {
+        Err(lua_string(&n))
+    }
+}
+
+const KONG_ORDER: [&str; 11] = [
+    "init_worker",
+    "certificate",
+    "client_hello",
+    "rewrite",
+    "access",
+    "balancer",
+    "response",
+    "header_filter",
+    "body_filter",
+    "log",
+    "preread",
+];
+
+/// ngx.get_phase() name → Kong's name, from the reference's table.
+fn kong_name(ngx_phase: &str) -> &str {
+    match ngx_phase {
+        "ssl_client_hello" => "client_hello",
+        "ssl_cert" => "certificate",
+        "content" => "response",
+        other => other,
+    }
+}
+
+/// The four functions with their allowed Kong phases, as the reference states them.
+fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("request_client_certificate", vec!["certificate"]),
+        ("disable_session_reuse", vec!["certificate"]),
+        (
+            "get_full_client_certificate_chain",
+            vec![
+                "rewrite",
+                "access",
+                "balancer",
+                "header_filter",
+                "body_filter",
+                "log",
+                "response",
+            ],
+        ),
+        (
+            "set_client_verify",
+            vec!["rewrite", "access", "balancer", "response"],
+        ),
+    ]
+}
+
+fn wrong_phase(current: &str, allowed: &[&str]) -> String {
+    let listed: Vec<&str> = KONG_ORDER
+        .iter()
+        .copied()
+        .filter(|p| allowed.contains(p))
+        .collect();
+    format!(
+        "caller:3: function cannot be called in {current} phase (only in: {})",
+        listed.join(", ")
+    )
+}
+
+const NGX_PHASES: [&str; 17] = [
+    "init",
+    "init_worker",
+    "set",
+    "ssl_client_hello",
+    "ssl_cert",
+    "ssl_session_fetch",
+    "ssl_session_store",
+    "rewrite",
+    "server_rewrite",
+    "access",
+    "balancer",
+    "content",
+    "header_filter",
+    "body_filter",
+    "log",
+    "timer",
+    "exit_worker",
+];
+
+#[test]
+fn exports_kongs_functions_and_the_library_version() {
+    let lua = loaded();
+    let tls: Table = lua.globals().get("tls").unwrap();
+    for (name, _) in rules() {
+        assert!(
+            matches!(tls.get::<Value>(name).unwrap(), Value::Function(_)),
+            "{name} is not a function"
+        );
+    }
+    let version: String = tls.get("_VERSION").unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn every_function_in_every_phase() {
+    let lua = loaded();
+    let mut checked = 0;
+    for ngx_phase in NGX_PHASES {
+        let current = kong_name(ngx_phase);
+        for (func, allowed) in rules() {
+            let arg = if func == "set_client_verify" {
+                "'NONE'"
+            } else {
+                ""
+            };
+            let got = call(&lua, ngx_phase, func, arg);
+            if !allowed.contains(&current) {
+                assert_eq!(
+                    got,
+                    Err(wrong_phase(current, &allowed)),
+                    "{func} in {ngx_phase}"
+                );
+            } else if func == "set_client_verify" {
+                // Needs no connection: it works here too, returning nothing.
+                assert_eq!(got, Ok((0, "nil".into())), "{func} in {ngx_phase}");
+            } else {
+                // Past the phase check, a request is needed; plain LuaJIT has none.
+                assert_eq!(
+                    got,
+                    Err(format!("caller:3: {NO_REQUEST}")),
+                    "{func} in {ngx_phase}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, NGX_PHASES.len() * 4);
+}
+
+#[test]
+fn wrong_phase_errors_quote_kongs_lists() {
+    // The reference's own example, and the lists spelled out once by hand.
+    let lua = loaded();
+    assert_eq!(
+        call(&lua, "access", "request_client_certificate", ""),
+        Err("caller:3: function cannot be called in access phase (only in: certificate)".into())
+    );
+    assert_eq!(
+        call(&lua, "ssl_cert", "get_full_client_certificate_chain", ""),
+        Err("caller:3: function cannot be called in certificate phase (only in: rewrite, access, balancer, response, header_filter, body_filter, log)".into())
+    );
+    assert_eq!(
+        call(&lua, "log", "set_client_verify", "'SUCCESS'"),
+        Err("caller:3: function cannot be called in log phase (only in: rewrite, access, balancer, response)".into())
+    );
+    assert_eq!(
+        call(&lua, "ssl_client_hello", "disable_session_reuse", ""),
+        Err(
+            "caller:3: function cannot be called in client_hello phase (only in: certificate)"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn set_client_verify_stores_accepted_values() {
+    let lua = loaded();
+    for phase in ["rewrite", "access", "balancer", "content"] {
+        for v in [
+            "SUCCESS",
+            "NONE",
+            "FAILED:",
+            "FAILED:unknown CA",
+            "FAILED:x:y",
+        ] {
+            lua.load("ngx.ctx = {}").exec().unwrap();
+            assert_eq!(
+                call(&lua, phase, "set_client_verify", &format!("{v:?}")),
+                Ok((0, "nil".into()))
+            );
+            let stored: String = lua
+                .load("return ngx.ctx.CLIENT_VERIFY_OVERRIDE")
+                .eval()
+                .unwrap();
+            assert_eq!(stored, v);
+        }
+    }
+}
+
+#[test]
+fn set_client_verify_rejects_other_values_with_kongs_message() {
+    let lua = loaded();
+    for v in [
+        "",
+        "success",
+        "SUCCESS ",
+        " NONE",
+        "FAILED",
+        "failed:x",
+        "FAILED :x",
+        "OK",
+    ] {
+        lua.load("ngx.ctx = { CLIENT_VERIFY_OVERRIDE = 'before' }")
+            .exec()
+            .unwrap();
+        assert_eq!(
+            call(&lua, "access", "set_client_verify", &format!("{v:?}")),
+            Err(format!(
+                "caller:3: unknown client verify value: {v} accepted values are: \"SUCCESS\", \"NONE\" or \"FAILED:<reason>\""
+            ))
+        );
+        let stored: String = lua
+            .load("return ngx.ctx.CLIENT_VERIFY_OVERRIDE")
+            .eval()
+            .unwrap();
+        assert_eq!(stored, "before", "a rejected value is not stored");
+    }
+    for v in ["nil", "1", "true", "{}", "function() end"] {
+        let err = call(&lua, "access", "set_client_verify", v).unwrap_err();
+        assert!(err.ends_with("assertion failed!"), "non-string {v}: {err}");
+    }
+    // The phase is checked before the value, as in Kong.
+    assert_eq!(
+        call(&lua, "header_filter", "set_client_verify", "42"),
+        Err("caller:3: function cannot be called in header_filter phase (only in: rewrite, access, balancer, response)".into())
+    );
+}
+
+#[test]
+fn request_client_certificate_checks_ca_certs_type() {
+    let lua = loaded();
+    for (arg, ty) in [
+        ("'pem'", "string"),
+        ("{}", "table"),
+        ("1", "number"),
+        ("true", "boolean"),
+    ] {
+        assert_eq!(
+            call(&lua, "ssl_cert", "request_client_certificate", arg),
+            Err(format!(
+                "caller:3: ca_certs expects a cdata object but found {ty}"
+            ))
+        );
+    }
+    for arg in ["nil", "require('ffi').new('void *')"] {
+        assert_eq!(
+            call(&lua, "ssl_cert", "request_client_certificate", arg),
+            Err(format!("caller:3: {NO_REQUEST}"))
+        );
+    }
+}
+
+#[test]
+fn loads_without_any_ngx_table() {
+    let lua = new_state(&Setup {
+        prelude: "ngx = nil",
+        ..Setup::default()
+    });
+    let tls = require(&lua).expect("loads in plain LuaJIT without ngx");
+    lua.globals().set("tls", tls).unwrap();
+    assert_eq!(
+        call(&lua, "access", "get_full_client_certificate_chain", ""),
+        Err(
+            "caller:3: kong_client_tls: ngx.get_phase is not available (not running inside nginx)"
+                .into()
+        )
+    );
+}
+
+// Library discovery -----------------------------------------------------------------
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "kct-lua-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn loaded_from(lua: &Lua) -> String {
+    // The module loaded the library through ffi.load; find which file by its version.
+    let tls = require(lua).expect("module loads");
+    tls.get::<String>("_VERSION").unwrap()
+}
+
+#[test]
+fn finds_lib_prefixed_library_through_cpath() {
+    let so = library();
+    let lua = new_state(&Setup {
+        cpath: format!(
+            "/nonexistent/?.so;{}/?.so;/also/nonexistent/?.so",
+            so.parent().unwrap().display()
+        ),
+        ..Setup::default()
+    });
+    assert_eq!(loaded_from(&lua), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn finds_unprefixed_library_through_cpath() {
+    let dir = TempDir::new("plain");
+    std::os::unix::fs::symlink(library(), dir.0.join("kong_client_tls.so")).unwrap();
+    let lua = new_state(&Setup {
+        cpath: format!("./?/nothing.so;{}/?.so", dir.path()),
+        ..Setup::default()
+    });
+    assert_eq!(loaded_from(&lua), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn explicit_path_from_the_environment_wins() {
+    let dir = TempDir::new("env");
+    let renamed = dir.0.join("renamed-kct.so");
+    std::os::unix::fs::symlink(library(), &renamed).unwrap();
+    let lua = new_state(&Setup {
+        env_lib: Some(renamed.display().to_string()),
+        cpath: "/nonexistent/?.so".into(),
+        ..Setup::default()
+    });
+    assert_eq!(loaded_from(&lua), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn empty_environment_variable_falls_back_to_cpath() {
+    let lua = new_state(&Setup {
+        env_lib: Some(String::new()),
+        ..Setup::default()
+    });
+    assert_eq!(loaded_from(&lua), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn not_found_lists_every_path_tried() {
+    let lua = new_state(&Setup {
+        cpath: "/nonexistent/a/?.so;./?.so;/usr/lib/lua/loadall.so;/nonexistent/b/?/core.so".into(),
+        ..Setup::default()
+    });
+    assert_eq!(
+        require(&lua).unwrap_err(),
+        "kong_client_tls: libkong_client_tls.so not found; set KONG_CLIENT_TLS_LIB to its path or add its directory to package.cpath (lua_package_cpath in nginx); tried: /nonexistent/a/libkong_client_tls.so, /nonexistent/a/kong_client_tls.so, ./libkong_client_tls.so, ./kong_client_tls.so, /nonexistent/b/kong_client_tls/core.so"
+    );
+    let lua = new_state(&Setup {
+        cpath: String::new(),
+        ..Setup::default()
+    });
+    assert!(require(&lua)
+        .unwrap_err()
+        .ends_with("tried: (no templates)"));
+}
+
+#[test]
+fn bad_explicit_path_is_reported() {
+    let lua = new_state(&Setup {
+        env_lib: Some("/nonexistent/libkong_client_tls.so".into()),
+        ..Setup::default()
+    });
+    let err = require(&lua).unwrap_err();
+    assert!(
+        err.starts_with(
+            "kong_client_tls: cannot load /nonexistent/libkong_client_tls.so (from KONG_CLIENT_TLS_LIB): "
+        ),
+        "{err}"
+    );
+    assert!(err.contains("No such file"), "{err}");
+}
+
+#[test]
+fn unloadable_file_on_cpath_is_reported() {
+    let dir = TempDir::new("garbage");
+    let bad = dir.0.join("libkong_client_tls.so");
+    fs::write(&bad, b"not an ELF file").unwrap();
+    let lua = new_state(&Setup {
+        cpath: format!("{}/?.so", dir.path()),
+        ..Setup::default()
+    });
+    let err = require(&lua).unwrap_err();
+    assert!(
+        err.starts_with(&format!("kong_client_tls: cannot load {}: ", bad.display())),
+        "{err}"
+    );
+}
+
+// The one-libssl check at load -----------------------------------------------------
+
+/// A prelude that makes `kong_client_tls_check_libssl` answer `rc` with `msg`, by
+/// wrapping `ffi.load` so that everything else reaches the real library.
+fn stub_check(rc: i32, msg: &str, config: &str) -> &'static str {
+    Box::leak(
+        format!(
+            r#"
+        local ffi = require "ffi"
+        local real_load = ffi.load
+        local MSG = {msg:?}
+        ffi.load = function(path)
+          local lib = real_load(path)
+          return setmetatable({{}}, {{ __index = function(_, k)
+            if k == "kong_client_tls_check_libssl" then
+              return function(errp) errp[0] = MSG return {rc} end
+            end
+            return lib[k]
+          end }})
+        end
+        ngx.config = {config}
+        "#
+        )
+        .into_boxed_str(),
+    )
+}
+
+#[test]
+fn real_check_passes_in_a_process_that_links_libssl() {
+    let lua = new_state(&Setup::default());
+    lua.globals()
+        .set("SO", library().display().to_string())
+        .unwrap();
+    let rc: i64 = lua
+        .load(
+            r#"
+            local ffi = require "ffi"
+            require "kong_client_tls" -- declares the prototypes
+            return ffi.load(SO).kong_client_tls_check_libssl(nil)
+            "#,
+        )
+        .eval()
+        .unwrap();
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn two_libssl_copies_refuse_to_load() {
+    let so = library();
+    for config in ["nil", "{ nginx_version = 1022001, subsystem = 'http' }"] {
+        let lua = new_state(&Setup {
+            prelude: stub_check(-1, "two copies of libssl in one process", config),
+            ..Setup::default()
+        });
+        assert_eq!(
+            require(&lua).unwrap_err(),
+            format!(
+                "kong_client_tls: refusing to load {}: two copies of libssl in one process",
+                so.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn no_host_libssl_is_fine_in_plain_luajit_only() {
+    let lua = new_state(&Setup {
+        prelude: stub_check(3, "the host process exports no libssl symbols", "nil"),
+        ..Setup::default()
+    });
+    require(&lua).expect("plain LuaJIT may lack libssl");
+
+    let lua = new_state(&Setup {
+        prelude: stub_check(
+            3,
+            "the host process exports no libssl symbols",
+            "{ nginx_version = 1022001, subsystem = 'http' }",
+        ),
+        ..Setup::default()
+    });
+    assert_eq!(
+        require(&lua).unwrap_err(),
+        format!(
+            "kong_client_tls: refusing to load {}: the host process exports no libssl symbols",
+            library().display()
+        )
+    );
+}
+
+#[test]
+fn stream_subsystem_is_refused() {
+    let lua = new_state(&Setup {
+        prelude: "ngx.config = { nginx_version = 1022001, subsystem = 'stream' }",
+        ..Setup::default()
+    });
+    assert_eq!(
+        require(&lua).unwrap_err(),
+        "kong_client_tls: the stream subsystem is not supported (only http)"
+    );
+}
+
+// The ffi.cdef block against include/kong_client_tls.h -----------------------------
+
+/// The one `ffi.cdef [[ ... ]]` block of the module.
+fn cdef_block(module: &str) -> &str {
+    assert_eq!(
+        module.matches("ffi.cdef").count(),
+        1,
+        "the module must have exactly one ffi.cdef block"
+    );
+    let start = module.find("ffi.cdef").unwrap();
+    let open = start + module[start..].find("[[").expect("ffi.cdef [[") + 2;
+    let close = open + module[open..].find("]]").expect("]]");
+    &module[open..close]
+}
+
+fn strip_comments(src: &str) -> String {
+    let mut out = String::new();
+    let mut rest = src;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("/*") {
+            rest = &r[r.find("*/").map_or(r.len(), |i| i + 2)..];
+        } else if let Some(r) = rest.strip_prefix("//") {
+            rest = &r[r.find('\n').unwrap_or(r.len())..];
+        } else {
+            let c = rest.chars().next().unwrap();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// One declaration with all optional whitespace removed: `int f(SSL*ssl,const char**err)`.
+fn normalize(decl: &str) -> String {
+    let words: Vec<&str> = decl.split_whitespace().collect();
+    let mut s = words.join(" ");
+    for p in ["(", ")", ",", "*"] {
+        s = s.replace(&format!(" {p}"), p).replace(&format!("{p} "), p);
+    }
+    s
+}
+
+fn function_name(decl: &str) -> Option<String> {
+    let before = &decl[..decl.find('(')?];
+    let name: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Some(name)
+}
+
+/// `name → normalized prototype` of the `kong_client_tls_*` functions in C source.
+fn prototypes(src: &str) -> Vec<(String, String)> {
+    let code: String = strip_comments(src)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter(|l| !l.contains("extern \"C\"") && l.trim() != "}")
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(normalize)
+        .filter(|d| !d.starts_with("typedef"))
+        .filter_map(|d| Some((function_name(&d)?, d)))
+        .filter(|(name, _)| name.starts_with("kong_client_tls_"))
+        .collect()
+}
+
+/// The header's prototypes as the FFI sees them: `STACK_OF(X509)` is opaque there, so
+/// the cdef spells it `void` (ngx.ssl's stacks are `void *`, lua-resty-openssl's are
+/// `OPENSSL_STACK *`; both must be accepted as they are).
+fn header_prototypes(header: &str) -> Vec<(String, String)> {
+    prototypes(&header.replace("STACK_OF(X509)", "void"))
+}
+
+/// Every cdef prototype must be the header's, word for word; returns the mismatches.
+fn cdef_mismatches(module: &str, header: &str) -> Vec<String> {
+    let header = header_prototypes(header);
+    let mut problems = Vec::new();
+    let declared = prototypes(cdef_block(module));
+    for (name, decl) in &declared {
+        match header.iter().find(|(n, _)| n == name) {
+            None => problems.push(format!("{name} is not in the header")),
+            Some((_, h)) if h != decl => {
+                problems.push(format!("{name}: cdef `{decl}` but header `{h}`"))
+            }
+            Some(_) => {}
+        }
+    }
+    // Every library function the module calls is declared.
+    for (i, _) in module.match_indices("lib.kong_client_tls_") {
+        let name: String = module[i + 4..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !declared.iter().any(|(n, _)| *n == name) {
+            problems.push(format!("{name} is called but not declared"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn cdef_matches_the_header() {
+    let problems = cdef_mismatches(MODULE, HEADER);
+    assert!(problems.is_empty(), "cdef vs header: {problems:#?}");
+    let declared = prototypes(cdef_block(MODULE));
+    for needed in [
+        "kong_client_tls_get0_full_client_certificate_chain",
+        "kong_client_tls_request_client_certificate",
+        "kong_client_tls_disable_session_reuse",
+        "kong_client_tls_check_libssl",
+    ] {
+        assert!(declared.iter().any(|(n, _)| n == needed), "{needed}");
+    }
+}
+
+#[test]
+fn cdef_check_catches_divergence() {
+    // The comparison itself must bite: change the header the way a core change would.
+    for (from, to) in [
+        ("size_t *len,\n                                                       const char **err",
+         "unsigned int *len,\n                                                       const char **err"),
+        ("int kong_client_tls_disable_session_reuse(SSL *ssl, const char **err)",
+         "int kong_client_tls_disable_session_reuse(SSL *ssl, int flags, const char **err)"),
+        ("int kong_client_tls_check_libssl(const char **err)",
+         "long kong_client_tls_check_libssl(const char **err)"),
+        ("kong_client_tls_request_client_certificate(", "kong_client_tls_request_client_cert("),
+    ] {
+        assert!(HEADER.contains(from), "test fixture out of date: {from}");
+        let changed = HEADER.replace(from, to);
+        assert!(
+            !cdef_mismatches(MODULE, &changed).is_empty(),
+            "a header change went unnoticed: {to}"
+        );
+    }
+}
+
+#[test]
+fn status_codes_match_the_header() {
+    let mut seen = 0;
+    for line in MODULE.lines() {
+        let Some(rest) = line.strip_prefix("local KONG_CLIENT_TLS_") else {
+            continue;
+        };
+        let (name, value) = rest.split_once(" = ").expect("local NAME = value");
+        let define = format!("#define KONG_CLIENT_TLS_{name} {value}");
+        assert!(
+            HEADER.lines().any(|l| l.trim() == define),
+            "header lacks `{define}`"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 4, "OK, ERROR, NO_CERTIFICATE, NO_HOST_LIBSSL");
+}
