@@ -110,11 +110,11 @@ local function load_library()
         .. " nginx); tried: " .. (#tried > 0 and concat(tried, ", ") or "(no templates)"), 0)
 end
 
+-- Called as `lib.<function>` below, never through function values cached apart from it:
+-- that keeps the clib referenced by the API functions, and LuaJIT dlclose()s a clib once
+-- it is garbage collected, which would leave any cached function pointer dangling. A
+-- clib lookup allocates nothing (LuaJIT caches the resolved symbol; the JIT folds it).
 local lib, lib_path = load_library()
-
-local lib_request_client_certificate = lib.kong_client_tls_request_client_certificate
-local lib_disable_session_reuse = lib.kong_client_tls_disable_session_reuse
-local lib_get0_chain = lib.kong_client_tls_get0_full_client_certificate_chain
 
 -- Reused for every call (the way lua-resty-core reuses its errmsg pointer): no
 -- allocation on the paths that run per connection or per request.
@@ -261,7 +261,7 @@ function _M.request_client_certificate(ca_certs)
     return nil, err
   end
   errp[0] = nil
-  local rc = lib_request_client_certificate(ssl, ca_certs, errp)
+  local rc = lib.kong_client_tls_request_client_certificate(ssl, ca_certs, errp)
   if rc == KONG_CLIENT_TLS_OK then
     return true
   end
@@ -277,7 +277,7 @@ function _M.disable_session_reuse()
     return nil, err
   end
   errp[0] = nil
-  local rc = lib_disable_session_reuse(ssl, errp)
+  local rc = lib.kong_client_tls_disable_session_reuse(ssl, errp)
   if rc == KONG_CLIENT_TLS_OK then
     return true
   end
@@ -295,7 +295,7 @@ function _M.get_full_client_certificate_chain()
     return nil, err
   end
   errp[0] = nil
-  local rc = lib_get0_chain(ssl, pem_ptr, len_ptr, errp)
+  local rc = lib.kong_client_tls_get0_full_client_certificate_chain(ssl, pem_ptr, len_ptr, errp)
   if rc == KONG_CLIENT_TLS_OK then
     return ffi_string(pem_ptr[0], len_ptr[0])
   end

@@ -793,3 +793,32 @@ fn status_codes_match_the_header() {
     }
     assert_eq!(seen, 4, "OK, ERROR, NO_CERTIFICATE, NO_HOST_LIBSSL");
 }
+
+#[test]
+fn the_library_stays_loaded_while_the_module_lives() {
+    // LuaJIT dlclose()s a collected clib; the module must keep its clib referenced, or
+    // every later call jumps into unmapped memory (seen in nginx before this was fixed).
+    let lua = new_state(&Setup {
+        prelude: r#"
+            local ffi = require "ffi"
+            local real_load = ffi.load
+            LOADED = setmetatable({}, { __mode = "v" })
+            ffi.load = function(path)
+              local lib = real_load(path)
+              LOADED[#LOADED + 1] = lib
+              return lib
+            end
+        "#,
+        ..Setup::default()
+    });
+    let tls = require(&lua).expect("module loads");
+    lua.globals().set("tls", tls).unwrap();
+    let alive: bool = lua
+        .load(r#"collectgarbage("collect") collectgarbage("collect") return LOADED[1] ~= nil"#)
+        .eval()
+        .unwrap();
+    assert!(
+        alive,
+        "the clib was garbage collected while the module is loaded"
+    );
+}
