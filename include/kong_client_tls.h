@@ -18,6 +18,15 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 
+// The `application_layer_protocol_negotiation` extension type (RFC 7301).
+#define EXTENSION_ALPN 16
+
+// TLS 1.3 `pre_shared_key` (RFC 8446).
+#define EXTENSION_PRE_SHARED_KEY 41
+
+// TLS 1.3 `psk_key_exchange_modes` (RFC 8446).
+#define EXTENSION_PSK_KEY_EXCHANGE_MODES 45
+
 // Success.
 #define KONG_CLIENT_TLS_OK 0
 
@@ -33,9 +42,58 @@
 // The host process exports no libssl/libcrypto symbols, so sharing cannot be proven.
 #define KONG_CLIENT_TLS_NO_HOST_LIBSSL 3
 
+// A server's ALPN protocols in wire format (each name preceded by its length byte), in
+// preference order, e.g. `"\x02h2\x08http/1.1"`.
+typedef struct kong_client_tls_protocols {
+  const unsigned char *data;
+  size_t len;
+} kong_client_tls_protocols;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Makes this server-side connection negotiate anything but `h2` through ALPN.
+//
+// Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
+// `ssl_client_hello_by_lua*`), or before the handshake starts. A client offering
+// `h2,http/1.1` then gets `http/1.1` from whatever ALPN callback the server uses; a
+// client offering only `h2` gets a `no_application_protocol` alert (when the server's
+// callback, like nginx's, fails on no overlap); a client offering no ALPN is unaffected.
+// It holds across HelloRetryRequest and SNI context switches. Other connections are
+// unaffected.
+//
+// A TLS 1.3 resumption offered together with `h2` becomes a full handshake (the PSK
+// binder covers the bytes we change); TLS 1.2 resumptions are kept.
+//
+// It installs this `SSL`'s message callback, replacing any set on the `SSL` or
+// inherited from its `SSL_CTX` (nginx sets none).
+//
+// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
+// in `*err` (when `err` is not NULL).
+//
+// # Safety
+// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+int kong_client_tls_disable_http2_alpn(SSL *ssl, const char **err);
+
+// An ALPN select callback for C servers that own their `SSL_CTX`:
+// `SSL_CTX_set_alpn_select_cb(ctx, kong_client_tls_alpn_select_cb, &protocols)` with
+// `protocols` a `kong_client_tls_protocols` that outlives the context.
+//
+// It picks the first of the server's protocols that the client offered (server
+// preference, like nginx), skipping `h2` on connections where
+// `kong_client_tls_disable_http2_alpn` was called. No common protocol, or a malformed
+// list, ends the handshake with a `no_application_protocol` alert.
+//
+// # Safety
+// OpenSSL's contract for ALPN select callbacks; `arg` points to a live
+// `kong_client_tls_protocols` whose `data` holds `len` readable bytes.
+int kong_client_tls_alpn_select_cb(SSL *ssl,
+                                   const unsigned char **out,
+                                   unsigned char *outlen,
+                                   const unsigned char *client,
+                                   unsigned int client_len,
+                                   void *arg);
 
 // Copies the PEM of the client's certificate chain (leaf first, then the certificates
 // the client sent after it, in its order) into `buf`, followed by a NUL.

@@ -23,6 +23,8 @@ impl Error {
     pub const WRONG_STATE: Error = Error(
         c"the handshake is past the ClientHello; call this from the client hello or certificate callback",
     );
+    pub const NOT_IN_CLIENT_HELLO: Error =
+        Error(c"the ClientHello is no longer available; call this from the client hello callback");
     pub const PANIC: Error = Error(c"internal error in kong_client_tls (panic caught)");
     pub const OPENSSL: Error = Error(c"OpenSSL call failed (see the OpenSSL error queue)");
     pub const EX_DATA_INDEX: Error = Error(c"cannot allocate an SSL ex_data index");

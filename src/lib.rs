@@ -15,11 +15,13 @@
 //! - the library binds to the host's `libssl.so.3` and [`version`] can prove it.
 //!
 //! Modules, one per concept:
-//! - [`client_cert`]: `request_client_certificate`, mutual TLS on demand;
-//! - [`session`]: `disable_session_reuse`;
-//! - [`chain`]: `get_full_client_certificate_chain`, PEM encoded once per connection;
-//! - [`version`]: library and libssl versions, and the one-libssl check.
+//! - [`client_cert`] holds `request_client_certificate`, mutual TLS on demand;
+//! - [`session`] holds `disable_session_reuse`;
+//! - [`chain`] holds `get_full_client_certificate_chain`, PEM encoded once per connection;
+//! - [`alpn`] holds `disable_http2_alpn`, and an ALPN select callback for C servers;
+//! - [`version`] holds library and libssl versions, and the one-libssl check.
 
+pub mod alpn;
 pub mod chain;
 pub mod client_cert;
 pub mod error;

@@ -46,7 +46,7 @@ pub unsafe extern "C" fn kong_client_tls_disable_session_reuse(
         ssl.set_num_tickets(0)?;
         // SAFETY: `ssl` is live; the callback is a plain function with no state.
         unsafe {
-            SSL_set_options(ssl.as_ptr(), SSL_OP_NO_TICKET as u64);
+            SSL_set_options(ssl.as_ptr(), SSL_OP_NO_TICKET);
             SSL_set_not_resumable_session_callback(ssl.as_ptr(), Some(never_resumable));
         }
         Ok(KONG_CLIENT_TLS_OK)

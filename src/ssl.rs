@@ -60,3 +60,28 @@ pub(crate) unsafe fn server_ssl_before_server_hello<'a>(
         _ => Err(Error::WRONG_STATE),
     }
 }
+
+/// Like [`server_ssl`], for calls that must see the ClientHello itself: allowed before the
+/// handshake starts or inside the client hello callback. Also says which of the two.
+///
+/// # Safety
+/// As for [`server_ssl`].
+pub(crate) unsafe fn server_ssl_in_client_hello<'a>(
+    ssl: *mut SSL,
+) -> Result<(&'a mut SslRef, bool), Error> {
+    // SAFETY: forwarded contract.
+    let ssl = unsafe { server_ssl(ssl) }?;
+    // SAFETY: `ssl` is live; both calls only read its state. The ClientHello accessors
+    // answer 0 outside the client hello callback.
+    let (state, hello_version) = unsafe {
+        (
+            SSL_get_state(ssl.as_ptr()),
+            openssl_sys::SSL_client_hello_get0_legacy_version(ssl.as_ptr()),
+        )
+    };
+    match (state, hello_version) {
+        (TLS_ST_BEFORE, _) => Ok((ssl, false)),
+        (_, v) if v != 0 => Ok((ssl, true)),
+        _ => Err(Error::NOT_IN_CLIENT_HELLO),
+    }
+}

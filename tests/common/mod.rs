@@ -27,6 +27,8 @@ pub type Hook = Arc<dyn Fn(*mut SSL) + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub struct Hooks {
+    /// Runs on the new server `SSL` before its handshake starts.
+    pub before_handshake: Option<Hook>,
     pub client_hello: Option<Hook>,
     pub certificate: Option<Hook>,
 }
@@ -135,8 +137,21 @@ pub fn connect(
     hooks: Hooks,
     session: Option<&SslSession>,
 ) -> Connection {
+    let mut client_ssl = Ssl::new(client_ctx).unwrap();
+    if let Some(session) = session {
+        // SAFETY: the session comes from a context with the same settings.
+        unsafe { client_ssl.set_session(session).unwrap() };
+    }
+    connect_ssl(server_ctx, client_ssl, hooks)
+}
+
+/// [`connect`] with a client `SSL` the caller prepared (SNI, ALPN, session…).
+pub fn connect_ssl(server_ctx: &SslContext, client_ssl: Ssl, hooks: Hooks) -> Connection {
     let (server_sock, client_sock) = UnixStream::pair().unwrap();
     let mut server_ssl = Ssl::new(server_ctx).unwrap();
+    if let Some(before) = &hooks.before_handshake {
+        before(server_ssl.as_ptr());
+    }
     server_ssl.set_ex_data(hooks_index(), hooks);
     let server = thread::spawn(move || {
         let mut stream = server_ssl.accept(server_sock).map_err(|e| e.to_string())?;
@@ -145,11 +160,6 @@ pub fn connect(
         let _ = stream.read(&mut byte);
         Ok::<_, String>(stream)
     });
-    let mut client_ssl = Ssl::new(client_ctx).unwrap();
-    if let Some(session) = session {
-        // SAFETY: the session comes from a context with the same settings.
-        unsafe { client_ssl.set_session(session).unwrap() };
-    }
     let client = client_ssl
         .connect(client_sock)
         .map_err(|e| e.to_string())

@@ -40,8 +40,8 @@ pub struct Pki {
 impl Pki {
     /// A hierarchy named after `label`, cached per (label, kind) for the test binary.
     pub fn get(label: &'static str, kind: KeyKind) -> &'static Pki {
-        static CACHE: OnceLock<std::sync::Mutex<Vec<(&'static str, KeyKind, &'static Pki)>>> =
-            OnceLock::new();
+        type Cache = std::sync::Mutex<Vec<(&'static str, KeyKind, &'static Pki)>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         let mut cache = cache.lock().unwrap();
         if let Some((_, _, pki)) = cache.iter().find(|(l, k, _)| *l == label && *k == kind) {

@@ -1,0 +1,302 @@
+//! `disable_http2_alpn`: this connection negotiates anything but `h2`, whatever ALPN
+//! callback the server runs (nginx's own, for any `server {}` block SNI selects).
+//!
+//! We cannot replace or wrap nginx's ALPN callback, so we change what it sees: the `h2`
+//! entries of the client's offered list are overwritten in place, in OpenSSL's buffer of
+//! the received ClientHello, with a reserved GREASE identifier of the same length. The
+//! handshake transcript was hashed from those bytes before we touch them, so Finished
+//! messages still verify. Two per-`SSL` hooks cover every ClientHello:
+//! - the first ClientHello is edited right here, called from the client hello callback
+//!   (`SSL_client_hello_get0_ext` points into the message buffer);
+//! - any later ClientHello (after a HelloRetryRequest, where nginx does not run its Lua
+//!   handler again) is edited by the message callback, which OpenSSL calls for each
+//!   received handshake message after hashing it and before processing it.
+//!
+//! A TLS 1.3 PSK binder covers the raw ClientHello, and OpenSSL verifies it before it
+//! reads the ALPN list, with no callback in between: a resumption offer cannot survive
+//! the edit. So when `h2` was hidden from a ClientHello that offers a PSK, its
+//! `psk_key_exchange_modes` are overwritten too; OpenSSL then ignores the PSK without
+//! checking its binder, and the handshake is a clean full one. TLS 1.2 resumption has no
+//! binder and is kept.
+//!
+//! `docs/alpn.md` explains the OpenSSL paths in detail and what would break this.
+
+pub mod wire;
+
+use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ex_data::Index;
+use openssl::ssl::{Ssl, SslRef};
+use openssl_sys::SSL;
+
+use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
+use crate::ssl::server_ssl_in_client_hello;
+
+extern "C" {
+    fn SSL_set_msg_callback(
+        ssl: *mut SSL,
+        cb: Option<
+            unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void),
+        >,
+    );
+}
+
+const SSL3_RT_HANDSHAKE: c_int = 22;
+const NO_PROTOCOLS: Error = Error(c"arg must point to a kong_client_tls_protocols");
+
+/// Per-connection marker, kept in the `SSL`'s ex_data and freed with it: its presence
+/// is the switch.
+struct H2Disabled;
+
+fn state_index() -> Result<Index<Ssl, H2Disabled>, Error> {
+    static INDEX: OnceLock<Option<Index<Ssl, H2Disabled>>> = OnceLock::new();
+    INDEX
+        .get_or_init(|| Ssl::new_ex_index().ok())
+        .ok_or(Error::EX_DATA_INDEX)
+}
+
+/// The switch is on for `ssl` when it carries our state.
+fn h2_disabled(ssl: &SslRef) -> bool {
+    state_index().is_ok_and(|index| ssl.ex_data(index).is_some())
+}
+
+/// The extensions of one ClientHello that we may rewrite, each a writable byte slice
+/// inside OpenSSL's buffer of the received message.
+struct HelloExtensions<'a> {
+    alpn: Option<&'a mut [u8]>,
+    has_psk: bool,
+    psk_modes: Option<&'a mut [u8]>,
+}
+
+impl HelloExtensions<'_> {
+    /// Hides `h2` from the offered protocols and, when that changed anything and a PSK is
+    /// offered, turns the resumption offer into a full handshake. Malformed extensions are
+    /// left alone: OpenSSL rejects them with a decode_error alert on its own.
+    fn refuse_h2(self) {
+        let Some(alpn) = self.alpn else { return };
+        if matches!(wire::hide_h2(alpn), Ok(Some(_))) && self.has_psk {
+            if let Some(modes) = self.psk_modes {
+                let _ = wire::disable_psk_modes(modes);
+            }
+        }
+    }
+}
+
+/// Makes this server-side connection negotiate anything but `h2` through ALPN.
+///
+/// Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
+/// `ssl_client_hello_by_lua*`), or before the handshake starts. A client offering
+/// `h2,http/1.1` then gets `http/1.1` from whatever ALPN callback the server uses; a
+/// client offering only `h2` gets a `no_application_protocol` alert (when the server's
+/// callback, like nginx's, fails on no overlap); a client offering no ALPN is unaffected.
+/// It holds across HelloRetryRequest and SNI context switches. Other connections are
+/// unaffected.
+///
+/// A TLS 1.3 resumption offered together with `h2` becomes a full handshake (the PSK
+/// binder covers the bytes we change); TLS 1.2 resumptions are kept.
+///
+/// It installs this `SSL`'s message callback, replacing any set on the `SSL` or
+/// inherited from its `SSL_CTX` (nginx sets none).
+///
+/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
+/// in `*err` (when `err` is not NULL).
+///
+/// # Safety
+/// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kong_client_tls_disable_http2_alpn(
+    ssl: *mut SSL,
+    err: *mut *const c_char,
+) -> c_int {
+    guard(err, || {
+        // SAFETY: forwarded from this function's contract.
+        let (ssl, in_client_hello) = unsafe { server_ssl_in_client_hello(ssl) }?;
+        let index = state_index()?;
+        if ssl.ex_data(index).is_none() {
+            ssl.set_ex_data(index, H2Disabled);
+        }
+        // SAFETY: `ssl` is live; the callback is a plain function that only touches this
+        // SSL's received ClientHello.
+        unsafe { SSL_set_msg_callback(ssl.as_ptr(), Some(on_message)) };
+        if in_client_hello {
+            // SAFETY: in the client hello callback of a live SSL.
+            let hello = unsafe {
+                HelloExtensions {
+                    alpn: client_hello_extension(ssl, wire::EXTENSION_ALPN),
+                    has_psk: client_hello_extension(ssl, wire::EXTENSION_PRE_SHARED_KEY).is_some(),
+                    psk_modes: client_hello_extension(ssl, wire::EXTENSION_PSK_KEY_EXCHANGE_MODES),
+                }
+            };
+            hello.refuse_h2();
+        }
+        Ok(KONG_CLIENT_TLS_OK)
+    })
+}
+
+/// Message callback: hides `h2` in every received ClientHello. OpenSSL calls it after
+/// the message entered the handshake transcript and before processing it.
+unsafe extern "C" fn on_message(
+    write_p: c_int,
+    _version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    ssl: *mut SSL,
+    _arg: *mut c_void,
+) {
+    if write_p != 0 || content_type != SSL3_RT_HANDSHAKE || buf.is_null() || len == 0 {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: OpenSSL passes the live SSL and its received-message buffer, `len`
+        // bytes of writable heap memory (`init_buf`) that it is about to parse.
+        let (ssl, message) = unsafe {
+            (
+                SslRef::from_ptr_mut(ssl),
+                std::slice::from_raw_parts_mut(buf.cast::<u8>().cast_mut(), len),
+            )
+        };
+        if !h2_disabled(ssl) || message.first() != Some(&1) {
+            return;
+        }
+        let Ok([alpn, psk, psk_modes]) = wire::find_extensions(
+            message,
+            [
+                wire::EXTENSION_ALPN,
+                wire::EXTENSION_PRE_SHARED_KEY,
+                wire::EXTENSION_PSK_KEY_EXCHANGE_MODES,
+            ],
+        ) else {
+            return;
+        };
+        let (alpn, psk_modes) = disjoint_mut(message, alpn, psk_modes);
+        HelloExtensions {
+            alpn,
+            has_psk: psk.is_some(),
+            psk_modes,
+        }
+        .refuse_h2();
+    }));
+}
+
+/// Two sub-slices of one buffer; extensions never overlap, and `None` if they would.
+fn disjoint_mut(
+    buf: &mut [u8],
+    a: Option<Range<usize>>,
+    b: Option<Range<usize>>,
+) -> (Option<&mut [u8]>, Option<&mut [u8]>) {
+    match (a, b) {
+        (Some(a), Some(b)) if a.end <= b.start => {
+            let (head, tail) = buf.split_at_mut(b.start);
+            (head.get_mut(a), tail.get_mut(..b.len()))
+        }
+        (Some(a), Some(b)) if b.end <= a.start => {
+            let (head, tail) = buf.split_at_mut(a.start);
+            (tail.get_mut(..a.len()), head.get_mut(b))
+        }
+        (Some(a), None) => (buf.get_mut(a), None),
+        (None, Some(b)) => (None, buf.get_mut(b)),
+        _ => (None, None),
+    }
+}
+
+/// The body of extension `ext_type` of the ClientHello being processed, writable.
+///
+/// # Safety
+/// Call only inside the client hello callback of `ssl`; the slice must not outlive it.
+unsafe fn client_hello_extension<'a>(ssl: &SslRef, ext_type: u16) -> Option<&'a mut [u8]> {
+    let mut data: *const c_uchar = std::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: in the client hello callback; out-pointers are valid.
+    let found = unsafe {
+        openssl_sys::SSL_client_hello_get0_ext(
+            ssl.as_ptr(),
+            c_uint::from(ext_type),
+            &mut data,
+            &mut len,
+        )
+    };
+    if found != 1 || data.is_null() {
+        return None;
+    }
+    // SAFETY: the extension body lives in OpenSSL's buffer of the received ClientHello,
+    // writable heap memory that stays put while this message is processed.
+    Some(unsafe { std::slice::from_raw_parts_mut(data.cast_mut(), len) })
+}
+
+/// A server's ALPN protocols in wire format (each name preceded by its length byte), in
+/// preference order, e.g. `"\x02h2\x08http/1.1"`.
+#[repr(C)]
+pub struct KongClientTlsProtocols {
+    pub data: *const c_uchar,
+    pub len: usize,
+}
+
+/// An ALPN select callback for C servers that own their `SSL_CTX`:
+/// `SSL_CTX_set_alpn_select_cb(ctx, kong_client_tls_alpn_select_cb, &protocols)` with
+/// `protocols` a `kong_client_tls_protocols` that outlives the context.
+///
+/// It picks the first of the server's protocols that the client offered (server
+/// preference, like nginx), skipping `h2` on connections where
+/// `kong_client_tls_disable_http2_alpn` was called. No common protocol, or a malformed
+/// list, ends the handshake with a `no_application_protocol` alert.
+///
+/// # Safety
+/// OpenSSL's contract for ALPN select callbacks; `arg` points to a live
+/// `kong_client_tls_protocols` whose `data` holds `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kong_client_tls_alpn_select_cb(
+    ssl: *mut SSL,
+    out: *mut *const c_uchar,
+    outlen: *mut c_uchar,
+    client: *const c_uchar,
+    client_len: c_uint,
+    arg: *mut c_void,
+) -> c_int {
+    let mut err = std::ptr::null();
+    let rc = guard(&mut err, || {
+        if ssl.is_null() || out.is_null() || outlen.is_null() || client.is_null() {
+            return Err(Error::NULL_SSL);
+        }
+        let server = arg.cast::<KongClientTlsProtocols>();
+        // SAFETY: per this function's contract.
+        let server = unsafe { server.as_ref() }
+            .filter(|p| !p.data.is_null())
+            .ok_or(NO_PROTOCOLS)?;
+        // SAFETY: per this function's contract.
+        let (ssl, server, client) = unsafe {
+            (
+                SslRef::from_ptr(ssl),
+                std::slice::from_raw_parts(server.data, server.len),
+                std::slice::from_raw_parts(client, client_len as usize),
+            )
+        };
+        let no_h2 = h2_disabled(ssl);
+        wire::check_protocols(client).map_err(|_| NO_PROTOCOLS)?;
+        for wanted in wire::protocols(server).map_err(|_| NO_PROTOCOLS)? {
+            if no_h2 && wanted == wire::H2 {
+                continue;
+            }
+            let mut offered = wire::protocols(client).map_err(|_| NO_PROTOCOLS)?;
+            if let Some(chosen) = offered.find(|p| *p == wanted) {
+                // SAFETY: out-pointers checked above; `chosen` points into `client`,
+                // which OpenSSL keeps alive, and a name is at most 255 bytes.
+                unsafe {
+                    *out = chosen.as_ptr();
+                    *outlen = chosen.len() as c_uchar;
+                }
+                return Ok(openssl_sys::SSL_TLSEXT_ERR_OK);
+            }
+        }
+        Ok(openssl_sys::SSL_TLSEXT_ERR_ALERT_FATAL)
+    });
+    if rc < 0 {
+        openssl_sys::SSL_TLSEXT_ERR_ALERT_FATAL
+    } else {
+        rc
+    }
+}
