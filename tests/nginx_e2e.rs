@@ -1,0 +1,724 @@
+//! End to end: `lua/kong_client_tls.lua` inside a stock nginx (Debian's nginx 1.22.1 with
+//! lua-nginx-module 0.10.23 and lua-resty-core 0.1.25), driven by real TLS clients over
+//! TLS 1.2 and TLS 1.3. Each test starts one nginx with several server blocks on
+//! 127.0.0.1 and stops it whatever happens; every test ends by checking that nginx is
+//! still alive, exits cleanly and logged no `[alert]`, `[crit]`, `[emerg]` or crash.
+
+mod common;
+mod nginx;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use openssl::ssl::SslVersion;
+
+use common::{KeyKind, Pki, VERSIONS};
+use nginx::{get, get_plain, results, ssl_server, ClientCert, Discovery, Nginx, Request};
+
+fn server_pki() -> &'static Pki {
+    Pki::get("server", KeyKind::EcdsaP256)
+}
+fn client_pki() -> &'static Pki {
+    Pki::get("client", KeyKind::Rsa2048)
+}
+fn untrusted_pki() -> &'static Pki {
+    Pki::get("untrusted", KeyKind::EcdsaP256)
+}
+
+const NOT_TLS: &str = "connection is not TLS or TLS support for Nginx not enabled";
+
+// Every function in every phase ---------------------------------------------------
+
+const KONG_ORDER: [&str; 11] = [
+    "init_worker",
+    "certificate",
+    "client_hello",
+    "rewrite",
+    "access",
+    "balancer",
+    "response",
+    "header_filter",
+    "body_filter",
+    "log",
+    "preread",
+];
+
+fn allowed(func: &str) -> &'static [&'static str] {
+    match func {
+        "request_client_certificate" | "disable_session_reuse" => &["certificate"],
+        "get_full_client_certificate_chain" => &[
+            "rewrite",
+            "access",
+            "balancer",
+            "response",
+            "header_filter",
+            "body_filter",
+            "log",
+        ],
+        "set_client_verify" => &["rewrite", "access", "balancer", "response"],
+        other => panic!("unknown function {other}"),
+    }
+}
+
+const FUNCS: [&str; 4] = [
+    "request_client_certificate",
+    "disable_session_reuse",
+    "get_full_client_certificate_chain",
+    "set_client_verify",
+];
+
+/// The line of `tests/nginx/kct_e2e.lua` that calls the API: level-2 errors point there.
+fn invoke_line() -> String {
+    let src = include_str!("nginx/kct_e2e.lua");
+    let line = src
+        .lines()
+        .position(|l| l.trim() == "return pack(f(arg))")
+        .expect("invoke line")
+        + 1;
+    format!("kct_e2e.lua:{line}")
+}
+
+/// What the probe must have recorded for `func` in `label` (probe phase label).
+fn expected(label: &str, func: &str, chain: Option<&str>) -> String {
+    let kong = match label {
+        "client_hello" | "certificate" => label,
+        "content" => "response",
+        other => other,
+    };
+    let ok = allowed(func);
+    if !ok.contains(&kong) {
+        let list: Vec<&str> = KONG_ORDER
+            .iter()
+            .copied()
+            .filter(|p| ok.contains(p))
+            .collect();
+        return format!(
+            "err|{}|function cannot be called in {kong} phase (only in: {})",
+            invoke_line(),
+            list.join(", ")
+        );
+    }
+    match func {
+        "request_client_certificate" | "disable_session_reuse" => "ok|1|boolean|true".into(),
+        "get_full_client_certificate_chain" => match chain {
+            Some(pem) => format!("ok|1|string|{pem}"),
+            None => "ok|1|nil|nil".into(),
+        },
+        _ => "ok|0|nil|nil".into(),
+    }
+}
+
+fn check_result(got: &HashMap<String, String>, key: &str, want: &str) {
+    let value = got
+        .get(key)
+        .unwrap_or_else(|| panic!("nothing recorded for {key}; got {got:#?}"));
+    // Errors carry the full path of kct_e2e.lua: compare from the file name on.
+    let value = match value.strip_prefix("err|") {
+        Some(rest) => {
+            let (where_, msg) = rest.split_once('|').unwrap();
+            let file = where_.rsplit('/').next().unwrap();
+            format!("err|{file}|{msg}")
+        }
+        None => value.clone(),
+    };
+    assert_eq!(value, want, "{key}");
+}
+
+fn phases_http(p: &[u16]) -> String {
+    let (tls, plain) = (p[0], p[1]);
+    format!(
+        r#"
+    init_worker_by_lua_block {{
+        local e2e = require "kct_e2e"
+        e2e.probe("worker", "init_worker", false)
+        ngx.timer.at(0, function() e2e.probe("worker", "timer", false) end)
+    }}
+
+    upstream probe_backend {{
+        server 127.0.0.1:{plain};
+        balancer_by_lua_block {{
+            require("kct_e2e").probe_request("balancer")
+            assert(require("ngx.balancer").set_current_peer("127.0.0.1", {plain}))
+        }}
+    }}
+
+    server {{
+        {ssl}
+        ssl_client_hello_by_lua_block {{ require("kct_e2e").probe_ssl("client_hello") }}
+        ssl_certificate_by_lua_block {{ require("kct_e2e").probe_ssl("certificate") }}
+
+        location /proxy {{
+            rewrite_by_lua_block {{ require("kct_e2e").probe_request("rewrite") }}
+            access_by_lua_block {{ require("kct_e2e").probe_request("access") }}
+            proxy_pass http://probe_backend;
+            header_filter_by_lua_block {{ require("kct_e2e").probe_request("header_filter") }}
+            body_filter_by_lua_block {{ require("kct_e2e").probe_request("body_filter") }}
+            log_by_lua_block {{ require("kct_e2e").probe_request("log") }}
+        }}
+        location /content {{
+            content_by_lua_block {{
+                require("kct_e2e").probe_request("content")
+                ngx.say("content done")
+            }}
+        }}
+        location /verify {{
+            access_by_lua_block {{
+                local v = ngx.var.arg_v
+                require("kct_e2e").verify_value(v and ngx.unescape_uri(v))
+            }}
+            content_by_lua_block {{ ngx.say("verify done") }}
+            log_by_lua_block {{
+                ngx.shared.results:set("verify|" .. ngx.var.arg_id,
+                                       tostring(ngx.ctx.CLIENT_VERIFY_OVERRIDE))
+            }}
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{plain};
+        location / {{ return 200 "backend\n"; }}
+        location /dump {{ content_by_lua_block {{ require("kct_e2e").dump(ngx.var.arg_prefix) }} }}
+        location /plain-chain {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
+    }}
+"#,
+        ssl = ssl_server(tls),
+    )
+}
+
+#[test]
+fn every_function_in_every_phase() {
+    let nginx = Nginx::start(
+        "phases",
+        Discovery::Cpath,
+        2,
+        &nginx::server_files(server_pki()),
+        &phases_http,
+    );
+    let (tls, plain) = (nginx.port(0), nginx.port(1));
+    let client = ClientCert::leaf(client_pki());
+    let chain = client.chain_pem();
+
+    for version in VERSIONS {
+        for with_cert in [true, false] {
+            let sni = format!(
+                "{}-{}.probe.test",
+                if with_cert { "cert" } else { "nocert" },
+                if version == SslVersion::TLS1_3 {
+                    "v13"
+                } else {
+                    "v12"
+                }
+            );
+            let cert = with_cert.then_some(&client);
+            let pem = with_cert.then_some(chain.as_str());
+            for path in ["/proxy", "/content"] {
+                let reply = get(&Request::new(tls, path, version).sni(&sni).cert(cert));
+                assert_eq!(reply.status, 200, "{path}: {reply:?}");
+                assert_eq!(reply.version, nginx::tls_label(version));
+            }
+            let got = results(plain, &sni);
+            for label in [
+                "client_hello",
+                "certificate",
+                "rewrite",
+                "access",
+                "balancer",
+                "header_filter",
+                "body_filter",
+                "log",
+                "content",
+            ] {
+                for func in FUNCS {
+                    let key = format!("{sni}|{label}|{func}");
+                    check_result(&got, &key, &expected(label, func, pem));
+                }
+            }
+            // set_client_verify stored its value where Kong's serializer reads it, and
+            // later phases (where it may not be called) still see it.
+            for (label, value) in [
+                ("rewrite", "FAILED:set in rewrite"),
+                ("access", "FAILED:set in access"),
+                ("balancer", "FAILED:set in balancer"),
+                ("header_filter", "FAILED:set in balancer"),
+                ("body_filter", "FAILED:set in balancer"),
+                ("log", "FAILED:set in balancer"),
+                ("content", "FAILED:set in content"),
+            ] {
+                check_result(&got, &format!("{sni}|{label}|ctx"), value);
+            }
+        }
+    }
+
+    // init_worker and a timer: no function may run there.
+    let got = results(plain, "worker|");
+    for label in ["init_worker", "timer"] {
+        for func in FUNCS {
+            check_result(
+                &got,
+                &format!("worker|{label}|{func}"),
+                &expected(label, func, None),
+            );
+        }
+    }
+
+    // A connection without TLS: nil and Kong's error text.
+    let reply = get_plain(plain, "/plain-chain");
+    assert_eq!(reply.0, 200);
+    assert_eq!(reply.1, "");
+    let raw = raw_headers(plain, "/plain-chain");
+    assert!(raw.contains("X-Chain-Count: 2"), "{raw}");
+    assert!(raw.contains(&format!("X-Chain-Err: {NOT_TLS}")), "{raw}");
+
+    // set_client_verify: accepted values stored in ngx.ctx.CLIENT_VERIFY_OVERRIDE and seen
+    // in the log phase; others rejected with Kong's message, nothing stored.
+    let msg = |v: &str| {
+        format!(
+            "{}: unknown client verify value: {v} accepted values are: \"SUCCESS\", \"NONE\" or \"FAILED:<reason>\"",
+            invoke_line()
+        )
+    };
+    let cases: [(&str, &str, Option<String>); 8] = [
+        ("SUCCESS", "SUCCESS", None),
+        ("NONE", "NONE", None),
+        ("FAILED:", "FAILED:", None),
+        ("FAILED%3Aunknown%20CA", "FAILED:unknown CA", None),
+        ("success", "success", Some(msg("success"))),
+        ("FAILED", "FAILED", Some(msg("FAILED"))),
+        ("failed%3Ax", "failed:x", Some(msg("failed:x"))),
+        ("SUCCESS%20", "SUCCESS ", Some(msg("SUCCESS "))),
+    ];
+    for version in VERSIONS {
+        for (i, (query, value, error)) in cases.iter().enumerate() {
+            let id = format!("{}-{i}", nginx::tls_label(version));
+            let path = format!("/verify?id={id}&v={query}");
+            let reply = get(&Request::new(tls, &path, version).sni("verify.test"));
+            assert_eq!(reply.status, 200);
+            match error {
+                None => {
+                    assert_eq!(reply.header("X-Set-Ok"), "true", "{value}");
+                    assert_eq!(reply.header("X-Override"), *value);
+                }
+                Some(err) => {
+                    assert_eq!(reply.header("X-Set-Ok"), "false", "{value}");
+                    let got = reply.header("X-Set-Err");
+                    assert_eq!(got.rsplit('/').next().unwrap(), err.as_str());
+                    assert_eq!(reply.header("X-Override"), "nil");
+                }
+            }
+            let logged = results(plain, &format!("verify|{id}"));
+            let want = if error.is_none() { *value } else { "nil" };
+            assert_eq!(
+                logged[&format!("verify|{id}")],
+                want,
+                "log phase for {value}"
+            );
+        }
+        // Not a string: Kong's assertion.
+        let reply = get(&Request::new(tls, "/verify?id=x", version).sni("verify.test"));
+        assert_eq!(reply.header("X-Set-Ok"), "false");
+        assert!(reply.header("X-Set-Err").ends_with("assertion failed!"));
+    }
+
+    nginx.finish();
+}
+
+fn raw_headers(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(tcp, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).unwrap();
+    raw
+}
+
+// request_client_certificate against ngx.ssl.verify_client(ca, 0) -----------------
+
+fn mtls_http(p: &[u16]) -> String {
+    let server = |port: u16, body: &str| {
+        format!(
+            r#"
+    server {{
+        {ssl}
+        ssl_certificate_by_lua_block {{
+            local tls = require "kong_client_tls"
+            local ngx_ssl = require "ngx.ssl"
+            local e2e = require "kct_e2e"
+            local ok, err = {body}
+            if not ok then
+                ngx.log(ngx.ERR, "requesting the client certificate failed: ", err)
+                return ngx.exit(ngx.ERROR)
+            end
+        }}
+        location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
+    }}
+"#,
+            ssl = ssl_server(port)
+        )
+    };
+    [
+        server(
+            p[0],
+            "tls.request_client_certificate(e2e.ca(\"client-ca\"))",
+        ),
+        server(p[1], "ngx_ssl.verify_client(e2e.ca(\"client-ca\"), 0)"),
+        server(p[2], "tls.request_client_certificate()"),
+        server(p[3], "ngx_ssl.verify_client(nil, 0)"),
+    ]
+    .concat()
+}
+
+#[test]
+fn request_client_certificate_matches_ngx_ssl_verify_client() {
+    let mut files = nginx::server_files(server_pki());
+    files.push((
+        "client-ca.pem",
+        nginx::pem(&client_pki().root.cert).into_bytes(),
+    ));
+    // Found through KONG_CLIENT_TLS_LIB this time (passed with the `env` directive).
+    let nginx = Nginx::start("mtls", Discovery::Env, 4, &files, &mtls_http);
+    let (ours_ca, ref_ca, ours_none, ref_none) =
+        (nginx.port(0), nginx.port(1), nginx.port(2), nginx.port(3));
+
+    let leaf = ClientCert::leaf(client_pki());
+    let direct = ClientCert::issued_by_root(client_pki(), "client direct");
+    let untrusted = ClientCert::leaf(untrusted_pki());
+    let root_name = client_pki().root.cert.subject_name().to_der().unwrap();
+    let leaf_dn = "CN=client leaf,O=kong-client-tls tests";
+    let direct_dn = "CN=client direct,O=kong-client-tls tests";
+    let untrusted_dn = "CN=untrusted leaf,O=kong-client-tls tests";
+
+    // (client, expected $ssl_client_verify with the CA list, without it, $ssl_client_s_dn)
+    let cases: [(&str, Option<&ClientCert>, &str, &str, &str); 4] = [
+        ("no certificate", None, "NONE", "NONE", ""),
+        (
+            "issued by the listed CA",
+            Some(&direct),
+            "SUCCESS",
+            "FAILED:unable to verify the first certificate",
+            direct_dn,
+        ),
+        (
+            "leaf + intermediate (longer than depth 0)",
+            Some(&leaf),
+            "FAILED:unable to get local issuer certificate",
+            "FAILED:unable to get local issuer certificate",
+            leaf_dn,
+        ),
+        (
+            "untrusted",
+            Some(&untrusted),
+            "FAILED:unable to get local issuer certificate",
+            "FAILED:unable to get local issuer certificate",
+            untrusted_dn,
+        ),
+    ];
+
+    for version in VERSIONS {
+        for (what, cert, verify_ca, verify_none, dn) in cases {
+            for (ours, reference, with_ca) in
+                [(ours_ca, ref_ca, true), (ours_none, ref_none, false)]
+            {
+                let ctx = format!("{} {what} (CA list: {with_ca})", nginx::tls_label(version));
+                let a = get(&Request::new(ours, "/", version).cert(cert));
+                let b = get(&Request::new(reference, "/", version).cert(cert));
+                // Same as the reference, field by field.
+                for h in [
+                    "X-Verify",
+                    "X-S-DN",
+                    "X-Chain-Count",
+                    "X-Chain-Err",
+                    "X-Protocol",
+                ] {
+                    assert_eq!(a.header_or_empty(h), b.header_or_empty(h), "{ctx}: {h}");
+                }
+                assert_eq!(a.body, b.body, "{ctx}: chain");
+                assert_eq!(
+                    a.ca_names,
+                    b.ca_names,
+                    "{ctx}: CA names {} vs {}",
+                    nginx::describe(&a.ca_names),
+                    nginx::describe(&b.ca_names)
+                );
+                // And what it is.
+                assert_eq!(a.header("X-Protocol"), nginx::tls_label(version));
+                let want_names = if with_ca {
+                    vec![root_name.clone()]
+                } else {
+                    vec![]
+                };
+                assert_eq!(a.ca_names, want_names, "{ctx}: CA names");
+                assert_eq!(
+                    a.header("X-Verify"),
+                    if with_ca { verify_ca } else { verify_none },
+                    "{ctx}"
+                );
+                assert_eq!(a.header_or_empty("X-S-DN"), dn, "{ctx}");
+                assert_eq!(a.header("X-Chain-Count"), "1", "{ctx}");
+                assert_eq!(a.header("X-Chain-Err"), "nil", "{ctx}");
+                assert_eq!(
+                    a.body,
+                    cert.map(|c| c.chain_pem()).unwrap_or_default(),
+                    "{ctx}"
+                );
+            }
+        }
+    }
+
+    // The same through curl and openssl s_client, the everyday clients.
+    let dir = &nginx.dir;
+    std::fs::write(dir.join("client.pem"), leaf.chain_pem()).unwrap();
+    std::fs::write(dir.join("client.key"), nginx::key_pem(&leaf.key)).unwrap();
+    for (flag, max) in [("--tlsv1.2", "1.2"), ("--tlsv1.3", "1.3")] {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", flag, "--tls-max", max, "-D", "-"])
+            .arg("--cert")
+            .arg(dir.join("client.pem"))
+            .arg("--key")
+            .arg(dir.join("client.key"))
+            .arg(format!("https://127.0.0.1:{ours_ca}/"))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("X-Verify: FAILED:unable to get local issuer certificate"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("X-S-DN: {leaf_dn}")), "{text}");
+        assert!(text.ends_with(&leaf.chain_pem()), "{text}");
+    }
+    for flag in ["-tls1_2", "-tls1_3"] {
+        let names = |port: u16| {
+            let out = Command::new("openssl")
+                .args(["s_client", flag, "-connect"])
+                .arg(format!("127.0.0.1:{port}"))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl s_client runs");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let start = text
+                .find("Acceptable client certificate CA names")
+                .unwrap_or_else(|| panic!("no CA names section: {text}"));
+            text[start..].lines().skip(1).take(1).collect::<String>()
+        };
+        let ours = names(ours_ca);
+        assert_eq!(ours, names(ref_ca), "{flag}");
+        assert!(ours.contains("CN = client Root CA"), "{flag}: {ours}");
+    }
+
+    nginx.finish();
+}
+
+// disable_session_reuse on every resumption path -----------------------------------
+
+/// One resumption path: the server-level session settings.
+struct Path {
+    name: &'static str,
+    settings: &'static str,
+}
+
+const PATHS: [Path; 4] = [
+    Path {
+        name: "session tickets, no cache",
+        settings: "ssl_session_tickets on; ssl_session_cache none;",
+    },
+    Path {
+        name: "shared session cache, no tickets",
+        settings: "ssl_session_tickets off; ssl_session_cache shared:CACHE:1m;",
+    },
+    Path {
+        name: "builtin session cache, no tickets",
+        settings: "ssl_session_tickets off; ssl_session_cache builtin:1000;",
+    },
+    Path {
+        name: "tickets and shared cache",
+        settings: "ssl_session_tickets on; ssl_session_cache shared:CACHE:1m;",
+    },
+];
+
+fn resumption_http(p: &[u16]) -> String {
+    let mut http = String::new();
+    for (i, path) in PATHS.iter().enumerate() {
+        for (j, disable) in [false, true].into_iter().enumerate() {
+            let port = p[i * 2 + j];
+            let settings = path.settings.replace("CACHE", &format!("c{i}{j}"));
+            let disable = if disable {
+                "assert(tls.disable_session_reuse())"
+            } else {
+                ""
+            };
+            http.push_str(&format!(
+                r#"
+    server {{
+        {ssl}
+        {settings}
+        ssl_certificate_by_lua_block {{
+            local tls = require "kong_client_tls"
+            assert(tls.request_client_certificate())
+            {disable}
+        }}
+        location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
+    }}
+"#,
+                ssl = ssl_server(port)
+            ));
+        }
+    }
+    // One server, one context: session reuse disabled only for one SNI name.
+    http.push_str(&format!(
+        r#"
+    server {{
+        {ssl}
+        ssl_session_tickets on;
+        ssl_session_cache shared:cond:1m;
+        ssl_certificate_by_lua_block {{
+            local tls = require "kong_client_tls"
+            if require("ngx.ssl").server_name() == "private.test" then
+                assert(tls.disable_session_reuse())
+            end
+        }}
+        location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
+    }}
+"#,
+        ssl = ssl_server(p[8])
+    ));
+    http
+}
+
+extern "C" {
+    fn SSL_SESSION_is_resumable(s: *const openssl_sys::SSL_SESSION) -> std::ffi::c_int;
+}
+
+fn resumable(session: &openssl::ssl::SslSessionRef) -> bool {
+    use foreign_types::ForeignTypeRef;
+    // SAFETY: a live session.
+    unsafe { SSL_SESSION_is_resumable(session.as_ptr()) == 1 }
+}
+
+#[test]
+fn disable_session_reuse_on_every_resumption_path() {
+    let nginx = Nginx::start(
+        "resumption",
+        Discovery::Cpath,
+        9,
+        &nginx::server_files(server_pki()),
+        &resumption_http,
+    );
+    let client = ClientCert::leaf(client_pki());
+    let full_chain = client.chain_pem();
+    let leaf_only = nginx::pem(&client.cert);
+
+    for version in VERSIONS {
+        for (i, path) in PATHS.iter().enumerate() {
+            let (control, disabled) = (nginx.port(i * 2), nginx.port(i * 2 + 1));
+            let ctx = |s: &str| format!("{} {}: {s}", nginx::tls_label(version), path.name);
+
+            // The control server hands out a resumable session and resumes it.
+            let first = get(&Request::new(control, "/", version).cert(Some(&client)));
+            assert!(!first.reused, "{}", ctx("control first"));
+            assert_eq!(first.body, full_chain, "{}", ctx("control first chain"));
+            let session = first.session.as_ref().expect("session");
+            assert!(resumable(session), "{}", ctx("control session resumable"));
+            let again = get(&Request::new(control, "/", version)
+                .cert(Some(&client))
+                .session(Some(session)));
+            assert!(again.reused, "{}", ctx("control resumes"));
+            assert_eq!(
+                again.header("X-Reused"),
+                "r",
+                "{}",
+                ctx("control $ssl_session_reused")
+            );
+            // On the resumed session the chain is still there: the leaf always; the
+            // intermediates only where OpenSSL kept the session object itself (its own
+            // cache); a serialized session (ticket, shared cache) keeps only the leaf.
+            let want = if path.name.starts_with("builtin") {
+                &full_chain
+            } else {
+                &leaf_only
+            };
+            assert_eq!(&again.body, want, "{}", ctx("chain on the resumed session"));
+            assert_eq!(again.header("X-Chain-Count"), "1");
+            assert_eq!(again.header("X-Verify"), first.header("X-Verify"));
+            assert_eq!(
+                again.header_or_empty("X-S-DN"),
+                first.header_or_empty("X-S-DN")
+            );
+
+            // The server that calls disable_session_reuse never resumes.
+            let first = get(&Request::new(disabled, "/", version).cert(Some(&client)));
+            assert!(!first.reused);
+            assert_eq!(first.body, full_chain, "{}", ctx("disabled first chain"));
+            let session = first.session.as_ref().expect("session");
+            assert!(
+                !resumable(session),
+                "{}",
+                ctx("no session ID and no ticket")
+            );
+            if version == SslVersion::TLS1_2 {
+                assert!(session.id().is_empty(), "{}", ctx("empty session ID"));
+            }
+            // Even offering that session (or a control server's) gets a full handshake.
+            let again = get(&Request::new(disabled, "/", version)
+                .cert(Some(&client))
+                .session(Some(session)));
+            assert!(!again.reused, "{}", ctx("disabled does not resume"));
+            assert_eq!(
+                again.header("X-Reused"),
+                ".",
+                "{}",
+                ctx("$ssl_session_reused")
+            );
+            assert_eq!(again.body, full_chain);
+        }
+
+        // Same server, same SSL_CTX: only the private name loses session reuse.
+        let cond = nginx.port(8);
+        let ctx = |s: &str| format!("{} per-SNI: {s}", nginx::tls_label(version));
+        let public = get(&Request::new(cond, "/", version).sni("public.test"));
+        let private = get(&Request::new(cond, "/", version).sni("private.test"));
+        assert!(
+            !resumable(private.session.as_ref().unwrap()),
+            "{}",
+            ctx("private")
+        );
+        let private_again = get(&Request::new(cond, "/", version)
+            .sni("private.test")
+            .session(private.session.as_ref()));
+        assert!(!private_again.reused, "{}", ctx("private resumed"));
+        let public_again = get(&Request::new(cond, "/", version)
+            .sni("public.test")
+            .session(public.session.as_ref()));
+        assert!(public_again.reused, "{}", ctx("public does not resume"));
+        assert_eq!(public_again.header("X-Chain-Count"), "1");
+        assert_eq!(public_again.body, "", "no certificate was requested");
+    }
+
+    nginx.finish();
+}
+
+// Loading inside nginx ----------------------------------------------------------------
+
+#[test]
+fn nginx_refuses_to_start_when_the_library_is_not_found() {
+    let http = |p: &[u16]| format!("server {{ listen 127.0.0.1:{}; }}", p[0]);
+    let log = match Nginx::try_start("notfound", Discovery::Nowhere, 1, &[], &http) {
+        Ok(nginx) => {
+            drop(nginx);
+            panic!("nginx started without the library");
+        }
+        Err(log) => log,
+    };
+    assert!(
+        log.contains(
+            "kong_client_tls: libkong_client_tls.so not found; set KONG_CLIENT_TLS_LIB to its \
+             path or add its directory to package.cpath (lua_package_cpath in nginx); tried: \
+             /nonexistent/libkong_client_tls.so, /nonexistent/kong_client_tls.so"
+        ),
+        "{log}"
+    );
+}
