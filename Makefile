@@ -20,6 +20,7 @@ APT_PACKAGES := gcc g++ make pkg-config libssl-dev openssl curl valgrind \
                 nginx libnginx-mod-http-lua lua-resty-core lua-check
 
 .PHONY: all build deps test test-rust test-c lint header install uninstall clean run bench fuzz
+FUZZ_SECONDS ?= 60
 
 all: build
 
@@ -80,8 +81,24 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
 	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua
 
-run: deps build
-	@echo "demo arrives with the Lua module"
+# The demo: stock nginx on 127.0.0.1 with examples/nginx.conf.template, scripted requests,
+# then serving until Ctrl-C (DEMO_ONCE=1: exit after the script). See examples/demo.sh.
+run: deps build demo-certs
+	DEMO_ONCE=$(DEMO_ONCE) CARGO=$(CARGO) examples/demo.sh
+
+# The demo's throw-away certificates, in target/demo/certs (kept once made).
+.PHONY: demo-certs
+demo-certs:
+	examples/demo-certs.sh target/demo/certs
+
+# Fuzzes the ClientHello parser/rewriter for FUZZ_SECONDS (libFuzzer via cargo-fuzz; the
+# stable toolchain accepts its sanitizer flags with RUSTC_BOOTSTRAP). New inputs go to
+# fuzz/target/corpus; the committed seeds in fuzz/corpus/client_hello stay as they are.
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p fuzz/target/corpus
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run client_hello target/corpus corpus/client_hello \
+	  -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean

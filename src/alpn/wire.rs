@@ -251,3 +251,54 @@ pub fn disable_psk_modes(extension: &mut [u8]) -> Result<usize> {
     }
     Ok(count)
 }
+
+/// The invariants of this module on arbitrary bytes, taken as a ClientHello message;
+/// panics on a violation. Shared by the cargo-fuzz target and the corpus replay test.
+#[doc(hidden)]
+pub fn check_invariants(message: &[u8]) {
+    let Ok([alpn, psk_modes]) =
+        find_extensions(message, [EXTENSION_ALPN, EXTENSION_PSK_KEY_EXCHANGE_MODES])
+    else {
+        return;
+    };
+    if let Some(range) = alpn {
+        let original = &message[range];
+        let mut edited = original.to_vec();
+        match hide_h2(&mut edited) {
+            Err(_) | Ok(None) => assert_eq!(edited, original, "unchanged unless h2 was hidden"),
+            Ok(Some(marker)) => {
+                assert_eq!(edited.len(), original.len());
+                let before = extension_list(original).expect("hide_h2 validated it");
+                let after = extension_list(&edited).expect("hide_h2 keeps the framing");
+                let pairs: Vec<(&[u8], &[u8])> = protocols(&original[before])
+                    .expect("validated")
+                    .zip(protocols(&edited[after.clone()]).expect("framing kept"))
+                    .collect();
+                for (was, now) in &pairs {
+                    if *was == H2 {
+                        assert_eq!(*now, marker);
+                    } else {
+                        assert_eq!(was, now, "only h2 entries change");
+                        assert_ne!(*was, marker, "the marker was not already offered");
+                    }
+                }
+                assert!(!protocols(&edited[after]).expect("kept").any(|p| p == H2));
+                assert!(restore_h2(&mut edited, marker).expect("same framing") > 0);
+                assert_eq!(edited, original, "restore undoes hide");
+            }
+        }
+    }
+    if let Some(range) = psk_modes {
+        let original = &message[range];
+        let mut edited = original.to_vec();
+        match disable_psk_modes(&mut edited) {
+            Err(_) => assert_eq!(edited, original),
+            Ok(n) => {
+                assert_eq!(edited.len(), original.len());
+                assert_eq!(n, original.len() - 1);
+                assert!(edited[1..].iter().all(|&m| m == UNKNOWN_PSK_MODE));
+                assert_eq!(edited[0], original[0]);
+            }
+        }
+    }
+}
