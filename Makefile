@@ -19,7 +19,7 @@ LDLIBS_TEST := -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 APT_PACKAGES := gcc g++ make pkg-config libssl-dev openssl curl valgrind \
                 nginx libnginx-mod-http-lua lua-resty-core lua-check
 
-.PHONY: all build deps test test-rust test-c lint header install uninstall clean run bench fuzz
+.PHONY: all build deps test test-rust test-c test-abi lint header install uninstall clean run bench fuzz
 FUZZ_SECONDS ?= 60
 
 all: build
@@ -39,6 +39,16 @@ deps:
 test: deps build
 	$(MAKE) test-rust
 	$(MAKE) test-c
+	$(MAKE) test-abi
+
+# The shared library exports only our API, defines no OpenSSL symbol (no second copy of
+# OpenSSL inside it) and binds the system libssl.so.3 dynamically.
+test-abi: build
+	@nm -D --defined-only $(SO) | awk '{print $$3}' | grep -v '^_' > $(RELEASE)/exports.txt
+	@if grep -Ev '^kong_client_tls_' $(RELEASE)/exports.txt; then echo "unexpected exports above"; exit 1; fi
+	@if nm -D --defined-only $(SO) | grep -E ' (SSL|X509|EVP|CRYPTO)_'; then echo "OpenSSL symbols defined in $(SO)"; exit 1; fi
+	@ldd $(SO) | grep -q 'libssl.so.3 =>' || { echo "$(SO) does not link libssl.so.3"; exit 1; }
+	@echo "abi: $$(wc -l < $(RELEASE)/exports.txt) kong_client_tls_* exports, no OpenSSL definitions, links libssl.so.3"
 
 test-rust:
 	$(CARGO) test --release --all-targets

@@ -262,6 +262,34 @@ static void test_no_client_certificate(void)
     SSL_CTX_free(cctx);
 }
 
+static const unsigned char server_protocols[] = "\x02h2\x08http/1.1";
+static const kong_client_tls_protocols protocols = { server_protocols, sizeof(server_protocols) - 1 };
+
+/* A C server with its own ALPN callback: h2 unless the connection switched it off. */
+static void test_alpn(int version, int disable)
+{
+    SSL_CTX *sctx = server_ctx(version), *cctx = client_ctx(version, 0);
+    SSL *server, *client;
+    const unsigned char *alpn = NULL;
+    unsigned int alpn_len = 0;
+    const char *expected = disable ? "http/1.1" : "h2";
+
+    SSL_CTX_set_alpn_select_cb(sctx, kong_client_tls_alpn_select_cb, (void *)&protocols);
+    CHECK(SSL_CTX_set_alpn_protos(cctx, server_protocols, sizeof(server_protocols) - 1) == 0);
+    server = SSL_new(sctx);
+    client = SSL_new(cctx);
+    SSL_set_accept_state(server);
+    if (disable)
+        CHECK(kong_client_tls_disable_http2_alpn(server, NULL) == KONG_CLIENT_TLS_OK);
+    CHECK(handshake(server, client));
+    SSL_get0_alpn_selected(client, &alpn, &alpn_len);
+    CHECK(alpn_len == strlen(expected) && memcmp(alpn, expected, alpn_len) == 0);
+    SSL_free(server);
+    SSL_free(client);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+}
+
 static void test_bad_input(X509 *root)
 {
     SSL_CTX *sctx = server_ctx(TLS1_3_VERSION), *cctx = client_ctx(TLS1_3_VERSION, 0);
@@ -311,6 +339,10 @@ int main(int argc, char **argv)
     test_version(TLS1_2_VERSION, ca, root);
     test_version(TLS1_3_VERSION, ca, root);
     test_no_client_certificate();
+    test_alpn(TLS1_2_VERSION, 0);
+    test_alpn(TLS1_2_VERSION, 1);
+    test_alpn(TLS1_3_VERSION, 0);
+    test_alpn(TLS1_3_VERSION, 1);
     test_bad_input(root);
 
     sk_X509_pop_free(ca, X509_free);
