@@ -110,5 +110,15 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run client_hello target/corpus corpus/client_hello \
 	  -- -max_total_time=$(FUZZ_SECONDS)
 
+# Benchmarks (issue 5): runs every group, writes BENCHMARKS.md, prints the ratios.
+# Not part of `make test`. KCT_BENCH_SCALE=0.3 gives a quick, rougher run.
+BENCH_DIR := target/bench
+bench: deps build
+	@rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
+	$(CARGO) bench --bench calls
+	$(CARGO) bench --bench nginx
+	sh benches/report.sh $(BENCH_DIR) > BENCHMARKS.md
+	@echo "== wrote BENCHMARKS.md; summary:"; cat $(BENCH_DIR)/summary-*.md
+
 clean:
 	$(CARGO) clean

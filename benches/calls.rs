@@ -1,0 +1,634 @@
+//! Groups 1 and 2 of `make bench` (issue 5), in one process, no sockets:
+//! 1. the cost of each of our calls made from the certificate / client hello callback,
+//!    as the ratio of whole in-memory handshakes with and without it;
+//! 2. chain retrieval: our first and repeated calls against the algorithm of
+//!    lua-kong-nginx-module (re-implemented here) and against a bare memcpy.
+//!
+//! `cargo bench --bench calls` writes `target/bench/group1.md` and `group2.md` (see
+//! `KCT_BENCH_DIR`), and prints the ratios. Run without `--bench` (as `cargo test
+//! --all-targets` does), it only checks that every measured path works.
+
+#[path = "support/memtls.rs"]
+mod memtls;
+#[path = "support/pki.rs"]
+mod pki;
+#[path = "support/stats.rs"]
+mod stats;
+
+use std::ffi::{c_char, c_int, c_void};
+use std::hint::black_box;
+use std::time::Instant;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::{
+    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode,
+    SslVersion,
+};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509Name, X509};
+use openssl_sys::{stack_st_X509, SSL};
+
+use kong_client_tls::alpn::kong_client_tls_disable_http2_alpn;
+use kong_client_tls::chain::{
+    kong_client_tls_get0_full_client_certificate_chain,
+    kong_client_tls_get_full_client_certificate_chain,
+};
+use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
+use kong_client_tls::session::kong_client_tls_disable_session_reuse;
+use memtls::{handshake, set_cert_hook, set_client_hello_hook, Hook};
+use pki::{KeyKind, Pki};
+use stats::{fmt_us, median, scaled, Paired, Table};
+
+const KINDS: [KeyKind; 2] = [KeyKind::EcdsaP256, KeyKind::Rsa2048];
+const VERSIONS: [(SslVersion, &str); 2] = [
+    (SslVersion::TLS1_3, "TLS 1.3"),
+    (SslVersion::TLS1_2, "TLS 1.2"),
+];
+
+struct Keys {
+    kind: KeyKind,
+    server: Pki,
+    client: Pki,
+}
+
+fn server_builder(keys: &Keys, version: SslVersion) -> SslContextBuilder {
+    let mut ctx = SslContext::builder(SslMethod::tls_server()).unwrap();
+    ctx.set_certificate(&keys.server.direct_leaf.cert).unwrap();
+    ctx.set_private_key(&keys.server.direct_leaf.key).unwrap();
+    ctx.set_min_proto_version(Some(version)).unwrap();
+    ctx.set_max_proto_version(Some(version)).unwrap();
+    ctx.set_session_id_context(b"kong-client-tls-bench")
+        .unwrap();
+    ctx
+}
+
+/// A server context whose certificate callback runs `hook` (empty when `None`).
+fn server_ctx(
+    ctx: SslContextBuilder,
+    cert_hook: Option<Hook>,
+    hello_hook: Option<Hook>,
+    arg: *mut c_void,
+) -> SslContext {
+    let ctx = ctx;
+    set_cert_hook(ctx.as_ptr(), cert_hook, arg);
+    set_client_hello_hook(ctx.as_ptr(), hello_hook, arg);
+    ctx.build()
+}
+
+/// nginx's `ssl_verify_client optional_no_ca` + `ssl_client_certificate ca.pem`, with
+/// `ssl_verify_depth 0` as Kong's `verify_client(ca, 0)`: all static, on the context.
+fn static_optional_no_ca(mut ctx: SslContextBuilder, ca: &X509) -> SslContextBuilder {
+    ctx.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+    ctx.set_verify_depth(0);
+    let mut names = Stack::<X509Name>::new().unwrap();
+    names.push(ca.subject_name().to_owned().unwrap()).unwrap();
+    ctx.set_client_ca_list(names);
+    let mut store = X509StoreBuilder::new().unwrap();
+    store.add_cert(ca.clone()).unwrap();
+    ctx.set_cert_store(store.build());
+    ctx
+}
+
+fn client_ctx(
+    version: SslVersion,
+    identity: Option<&pki::Identity>,
+    chain: &[&X509],
+) -> SslContext {
+    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
+    ctx.set_min_proto_version(Some(version)).unwrap();
+    ctx.set_max_proto_version(Some(version)).unwrap();
+    ctx.set_verify(SslVerifyMode::NONE);
+    if let Some(id) = identity {
+        ctx.set_certificate(&id.cert).unwrap();
+        ctx.set_private_key(&id.key).unwrap();
+        for c in chain {
+            ctx.add_extra_chain_cert((*c).clone()).unwrap();
+        }
+    }
+    ctx.build()
+}
+
+// The hooks: each is one of our calls, exactly as the Lua module makes it.
+
+unsafe fn hook_request_client_certificate(ssl: *mut SSL, ca: *mut c_void) {
+    let mut err: *const c_char = std::ptr::null();
+    let rc = kong_client_tls_request_client_certificate(ssl, ca as *const stack_st_X509, &mut err);
+    assert_eq!(rc, 0);
+}
+
+unsafe fn hook_disable_http2_alpn(ssl: *mut SSL, _arg: *mut c_void) {
+    let mut err: *const c_char = std::ptr::null();
+    assert_eq!(kong_client_tls_disable_http2_alpn(ssl, &mut err), 0);
+}
+
+/// A server that negotiates ALPN like nginx with `http2`: server preference h2, then
+/// http/1.1; no overlap is a fatal alert.
+fn with_alpn(mut ctx: SslContextBuilder) -> SslContextBuilder {
+    ctx.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client)
+            .ok_or(openssl::ssl::AlpnError::ALERT_FATAL)
+    });
+    ctx
+}
+
+unsafe fn hook_disable_session_reuse(ssl: *mut SSL, _arg: *mut c_void) {
+    let mut err: *const c_char = std::ptr::null();
+    assert_eq!(kong_client_tls_disable_session_reuse(ssl, &mut err), 0);
+}
+
+struct Row {
+    setup: String,
+    call: &'static str,
+    baseline: &'static str,
+    paired: Paired,
+}
+
+fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
+    let samples = if bench { scaled(25) } else { 1 };
+    let target_ms = if bench {
+        50.0 * stats::scale().min(1.0)
+    } else {
+        1.0
+    };
+    let mut rows: Vec<Row> = vec![];
+    for (version, vname) in VERSIONS {
+        for keys in all_keys {
+            let setup = format!("{vname}, {}", keys.kind.label());
+            let ca = &keys.client.root.cert;
+            let mut ca_stack = Stack::<X509>::new().unwrap();
+            ca_stack.push(ca.clone()).unwrap();
+            let ca_ptr = ca_stack.as_ptr() as *mut c_void;
+            let null = std::ptr::null_mut();
+
+            // request_client_certificate(ca) vs the static optional_no_ca setup; the
+            // client presents a certificate issued by `ca` in both.
+            let mtls_client = client_ctx(version, Some(&keys.client.direct_leaf), &[]);
+            let a = server_ctx(
+                static_optional_no_ca(server_builder(keys, version), ca),
+                None,
+                None,
+                null,
+            );
+            let b = server_ctx(
+                server_builder(keys, version),
+                Some(hook_request_client_certificate),
+                None,
+                ca_ptr,
+            );
+            {
+                let c = handshake(&b, &mtls_client);
+                assert!(c.server.ssl().peer_certificate().is_some());
+                assert_eq!(c.server.ssl().verify_result().as_raw(), 0);
+            }
+            rows.push(Row {
+                setup: setup.clone(),
+                call: "`request_client_certificate(ca)` in the certificate callback",
+                baseline: "static `optional_no_ca` (verify PEER + accept-all callback, depth 0, CA list and store on the context)",
+                paired: measure(samples, target_ms, &a, &b, &mtls_client),
+            });
+
+            // disable_session_reuse vs the same handshake without it, then vs the
+            // static equivalent (no tickets, no session cache on the context).
+            let plain_client = client_ctx(version, None, &[]);
+            let a = server_ctx(server_builder(keys, version), None, None, null);
+            let b = server_ctx(
+                server_builder(keys, version),
+                Some(hook_disable_session_reuse),
+                None,
+                null,
+            );
+            rows.push(Row {
+                setup: setup.clone(),
+                call: "`disable_session_reuse()` in the certificate callback",
+                baseline: "same handshake without the call (tickets and session cache on)",
+                paired: measure(samples, target_ms, &a, &b, &plain_client),
+            });
+            let mut st = server_builder(keys, version);
+            st.set_num_tickets(0).unwrap();
+            st.set_options(SslOptions::NO_TICKET);
+            st.set_session_cache_mode(SslSessionCacheMode::OFF);
+            let a = server_ctx(st, None, None, null);
+            rows.push(Row {
+                setup: setup.clone(),
+                call: "`disable_session_reuse()` in the certificate callback",
+                baseline: "static equivalent (no tickets, `SSL_OP_NO_TICKET`, session cache off)",
+                paired: measure(samples, target_ms, &a, &b, &plain_client),
+            });
+
+            // disable_http2_alpn in the client hello callback vs the same handshake with
+            // an empty client hello callback; the client offers h2 and http/1.1.
+            let alpn_client = {
+                let mut c = SslContext::builder(SslMethod::tls_client()).unwrap();
+                c.set_min_proto_version(Some(version)).unwrap();
+                c.set_max_proto_version(Some(version)).unwrap();
+                c.set_verify(SslVerifyMode::NONE);
+                c.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
+                c.build()
+            };
+            let a = server_ctx(with_alpn(server_builder(keys, version)), None, None, null);
+            let b = server_ctx(
+                with_alpn(server_builder(keys, version)),
+                None,
+                Some(hook_disable_http2_alpn),
+                null,
+            );
+            assert_eq!(
+                handshake(&a, &alpn_client)
+                    .client
+                    .ssl()
+                    .selected_alpn_protocol(),
+                Some(&b"h2"[..])
+            );
+            assert_eq!(
+                handshake(&b, &alpn_client)
+                    .client
+                    .ssl()
+                    .selected_alpn_protocol(),
+                Some(&b"http/1.1"[..])
+            );
+            rows.push(Row {
+                setup: setup.clone(),
+                call: "`disable_http2_alpn()` in the client hello callback",
+                baseline: "same handshake, empty client hello callback (client offers h2, http/1.1; h2 negotiated)",
+                paired: measure(samples, target_ms, &a, &b, &alpn_client),
+            });
+            drop(ca_stack);
+        }
+    }
+
+    let mut table = Table::new(&[
+        "setup",
+        "call (B)",
+        "baseline (A)",
+        "A median",
+        "B median",
+        "B/A ratio (median)",
+        "ratio p25–p75",
+        "wall-clock ratio",
+        "goal ≤ 1.01",
+    ]);
+    let mut all_met = true;
+    println!("group 1: handshake with call / without (CPU time, median of paired ratios)");
+    for r in &rows {
+        let ratio = r.paired.ratio();
+        let met = ratio <= 1.01;
+        all_met &= met;
+        println!(
+            "  {:<22} {:<60} ratio {:.4}  (p25–p75 {})  {}",
+            r.setup,
+            r.call,
+            ratio,
+            r.paired.ratio_spread(),
+            if met { "met" } else { "MISSED" }
+        );
+        table.row(&[
+            r.setup.clone(),
+            r.call.to_string(),
+            r.baseline.to_string(),
+            fmt_us(median(&r.paired.a)),
+            fmt_us(median(&r.paired.b)),
+            format!("{ratio:.4}"),
+            r.paired.ratio_spread(),
+            format!("{:.4}", r.paired.wall_ratio()),
+            stats::verdict(met),
+        ]);
+    }
+    out.push_str(&table.text);
+    // One summary line per (call, baseline): the worst of the four setups.
+    let mut seen: Vec<(&str, &str)> = vec![];
+    for r in &rows {
+        if seen.contains(&(r.call, r.baseline)) {
+            continue;
+        }
+        seen.push((r.call, r.baseline));
+        let same: Vec<&Row> = rows
+            .iter()
+            .filter(|x| x.call == r.call && x.baseline == r.baseline)
+            .collect();
+        let worst = same
+            .iter()
+            .max_by(|x, y| x.paired.ratio().partial_cmp(&y.paired.ratio()).unwrap())
+            .unwrap();
+        let list: Vec<String> = same
+            .iter()
+            .map(|x| format!("{:.3}", x.paired.ratio()))
+            .collect();
+        summary.push(format!(
+            "| 1 | {} vs {} (handshake CPU time, B/A) | worst {:.3} ({}); all setups: {} | ≤ 1.01 | {} |",
+            r.call,
+            r.baseline,
+            worst.paired.ratio(),
+            worst.setup,
+            list.join(", "),
+            stats::verdict(worst.paired.ratio() <= 1.01)
+        ));
+    }
+    all_met
+}
+
+/// Interleaved batches of handshakes against server contexts `a` and `b`.
+fn measure(
+    samples: usize,
+    target_ms: f64,
+    a: &SslContext,
+    b: &SslContext,
+    client: &SslContext,
+) -> Paired {
+    let mut run_a = || {
+        black_box(handshake(a, client));
+    };
+    let mut run_b = || {
+        black_box(handshake(b, client));
+    };
+    let per_sample = stats::calibrate(target_ms, &mut run_a);
+    Paired::run_alternating(samples, per_sample, &mut run_a, &mut run_b)
+}
+
+// Group 2 ------------------------------------------------------------------------------
+
+extern "C" {
+    fn BIO_free(bio: *mut openssl_sys::BIO) -> c_int;
+}
+
+const BIO_CTRL_PENDING: c_int = 10;
+
+/// lua-kong-nginx-module's `get_full_client_certificate_chain`, for comparison only: on
+/// every call a fresh memory BIO, `PEM_write_bio_X509` of the leaf and of each
+/// certificate of the peer chain, then the BIO's bytes copied out into `buf`.
+unsafe fn anchor_chain(ssl: *mut SSL, buf: &mut [u8]) -> usize {
+    use openssl_sys::*;
+    let cert = SSL_get1_peer_certificate(ssl);
+    assert!(!cert.is_null());
+    let bio = BIO_new(BIO_s_mem());
+    assert!(!bio.is_null());
+    assert_eq!(PEM_write_bio_X509(bio, cert), 1);
+    X509_free(cert);
+    let chain = SSL_get_peer_cert_chain(ssl) as *const OPENSSL_STACK;
+    for i in 0..OPENSSL_sk_num(chain) {
+        let c = OPENSSL_sk_value(chain, i) as *mut X509;
+        assert_eq!(PEM_write_bio_X509(bio, c), 1);
+    }
+    let pending = BIO_ctrl(bio, BIO_CTRL_PENDING, 0, std::ptr::null_mut()) as usize;
+    assert!(pending <= buf.len());
+    let n = BIO_read(bio, buf.as_mut_ptr().cast(), pending as c_int);
+    BIO_free(bio);
+    n as usize
+}
+
+/// One way of getting the chain into `buf`; returns the PEM length.
+type ChainFn = unsafe fn(*mut SSL, &mut [u8]) -> usize;
+
+/// Our copying call, as a C caller makes it.
+unsafe fn ours_chain(ssl: *mut SSL, buf: &mut [u8]) -> usize {
+    let mut len = buf.len();
+    let rc = kong_client_tls_get_full_client_certificate_chain(
+        ssl,
+        buf.as_mut_ptr().cast(),
+        &mut len,
+        std::ptr::null_mut(),
+    );
+    assert_eq!(rc, 0);
+    len
+}
+
+/// Our zero-copy call plus one copy out, as the Lua module makes it (get0 + ffi.string).
+unsafe fn ours_get0_copy(ssl: *mut SSL, buf: &mut [u8]) -> usize {
+    let mut pem: *const c_char = std::ptr::null();
+    let mut len = 0usize;
+    let rc = kong_client_tls_get0_full_client_certificate_chain(
+        ssl,
+        &mut pem,
+        &mut len,
+        std::ptr::null_mut(),
+    );
+    assert_eq!(rc, 0);
+    std::ptr::copy_nonoverlapping(pem.cast::<u8>(), buf.as_mut_ptr(), len);
+    len
+}
+
+fn group2(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
+    let conns = if bench { scaled(300) } else { 3 };
+    let samples = if bench { scaled(31) } else { 1 };
+    let mut table = Table::new(&[
+        "client chain",
+        "PEM bytes",
+        "measurement",
+        "median",
+        "p25–p75",
+        "ratio",
+        "goal",
+    ]);
+    let mut all_met = true;
+    println!("group 2: chain retrieval, leaf + 2 intermediates");
+    for keys in all_keys {
+        let version = SslVersion::TLS1_3;
+        let ca = &keys.client.root.cert;
+        let server = server_ctx(
+            static_optional_no_ca(server_builder(keys, version), ca),
+            None,
+            None,
+            std::ptr::null_mut(),
+        );
+        let client = client_ctx(
+            version,
+            Some(&keys.client.leaf),
+            &[&keys.client.int2.cert, &keys.client.int1.cert],
+        );
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf2 = vec![0u8; 64 * 1024];
+
+        // First call on fresh connections: each connection gets exactly one of the two
+        // calls (alternating), so both meet the same cold caches right after the
+        // handshake; the medians are compared.
+        let mut first_ours = vec![];
+        let mut first_anchor = vec![];
+        let mut pem_len = 0;
+        let mut reference: Option<Vec<u8>> = None;
+        for i in 0..conns * 2 {
+            let conn = handshake(&server, &client);
+            let ssl = conn.server.ssl().as_ptr();
+            let (f, into): (ChainFn, &mut Vec<f64>) = if i % 2 == 0 {
+                (anchor_chain, &mut first_anchor)
+            } else {
+                (ours_chain, &mut first_ours)
+            };
+            let t = Instant::now();
+            // SAFETY: live server SSL after a handshake with a client certificate.
+            let n = unsafe { f(ssl, &mut buf) };
+            into.push(t.elapsed().as_nanos() as f64);
+            match &reference {
+                None => reference = Some(buf[..n].to_vec()),
+                Some(r) => assert_eq!(&r[..], &buf[..n], "our PEM differs from the anchor's"),
+            }
+            pem_len = n;
+        }
+        let first_r = median(&first_ours) / median(&first_anchor);
+
+        // Repeated calls on one connection.
+        let conn = handshake(&server, &client);
+        let ssl = conn.server.ssl().as_ptr();
+        // SAFETY: as above.
+        unsafe { ours_chain(ssl, &mut buf) };
+        let src = buf[..pem_len].to_vec();
+        let mut anchor = || {
+            // SAFETY: as above.
+            black_box(unsafe { anchor_chain(ssl, black_box(&mut buf)) });
+        };
+        let anchor_batch = if bench {
+            stats::calibrate(20.0, &mut anchor)
+        } else {
+            1
+        };
+        let fast_batch = anchor_batch * 50;
+        let mut anchor_t = vec![];
+        let mut ours_t = vec![];
+        let mut get0_t = vec![];
+        let mut memcpy_t = vec![];
+        for _ in 0..samples {
+            anchor_t.push(stats::time_batch(anchor_batch, &mut anchor).0);
+            let mut ours = || {
+                // SAFETY: as above.
+                black_box(unsafe { ours_chain(ssl, black_box(&mut buf2)) });
+            };
+            ours_t.push(stats::time_batch(fast_batch, &mut ours).0);
+            let mut get0 = || {
+                // SAFETY: as above.
+                black_box(unsafe { ours_get0_copy(ssl, black_box(&mut buf2)) });
+            };
+            get0_t.push(stats::time_batch(fast_batch, &mut get0).0);
+            let mut copy = || {
+                let dst = black_box(&mut buf2);
+                let s = black_box(&src);
+                // SAFETY: `dst` is larger than `s`; distinct buffers.
+                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), dst.as_mut_ptr(), s.len()) };
+                black_box(&dst);
+            };
+            memcpy_t.push(stats::time_batch(fast_batch, &mut copy).0);
+        }
+        let chain_label = format!("{} leaf + 2 intermediates", keys.kind.label());
+        let us = |v: &[f64]| stats::iqr(v, &|x| fmt_us(x));
+        let rep_speedup = median(&anchor_t) / median(&ours_t);
+        let rep_vs_memcpy = median(&ours_t) / median(&memcpy_t);
+        let get0_vs_memcpy = median(&get0_t) / median(&memcpy_t);
+        let m1 = first_r <= 1.0;
+        let m2 = rep_speedup >= 20.0;
+        let m3 = rep_vs_memcpy <= 3.0;
+        all_met &= m1 && m2 && m3;
+        println!(
+            "  {chain_label}: first call / anchor {first_r:.3} ({}); anchor / repeated {rep_speedup:.1}x ({}); repeated / memcpy {rep_vs_memcpy:.2} ({}); get0+copy / memcpy {get0_vs_memcpy:.2}",
+            if m1 { "met" } else { "MISSED" },
+            if m2 { "met" } else { "MISSED" },
+            if m3 { "met" } else { "MISSED" },
+        );
+        summary.push(format!(
+            "| 2 | {chain_label}: our first call / anchor algorithm | {first_r:.3} | ≤ 1.0 | {} |",
+            stats::verdict(m1)
+        ));
+        summary.push(format!(
+            "| 2 | {chain_label}: anchor algorithm / our repeated call | {rep_speedup:.1}× | ≥ 20× | {} |",
+            stats::verdict(m2)
+        ));
+        summary.push(format!(
+            "| 2 | {chain_label}: our repeated call / memcpy of the same bytes | {rep_vs_memcpy:.2}× | ≤ 3× | {} |",
+            stats::verdict(m3)
+        ));
+        let c = |s: &str| s.to_string();
+        table.row(&[
+            chain_label.clone(),
+            pem_len.to_string(),
+            c("anchor algorithm, fresh connection (per call)"),
+            fmt_us(median(&first_anchor)),
+            us(&first_anchor),
+            c(""),
+            c(""),
+        ]);
+        table.row(&[
+            chain_label.clone(),
+            pem_len.to_string(),
+            c("our first call, fresh connection (encodes and caches)"),
+            fmt_us(median(&first_ours)),
+            us(&first_ours),
+            format!("{first_r:.3} × anchor (ratio of medians, {conns} connections each)"),
+            format!("≤ 1.0: {}", stats::verdict(m1)),
+        ]);
+        table.row(&[
+            chain_label.clone(),
+            pem_len.to_string(),
+            c("anchor algorithm, same connection again"),
+            fmt_us(median(&anchor_t)),
+            us(&anchor_t),
+            c(""),
+            c(""),
+        ]);
+        table.row(&[
+            chain_label.clone(),
+            pem_len.to_string(),
+            c("our repeated call (`get_full_client_certificate_chain`, copies into the caller's buffer)"),
+            fmt_us(median(&ours_t)),
+            us(&ours_t),
+            format!("{rep_speedup:.1}× faster than anchor; {rep_vs_memcpy:.2} × memcpy"),
+            format!(
+                "≥ 20×: {}; ≤ 3 × memcpy: {}",
+                stats::verdict(m2),
+                stats::verdict(m3)
+            ),
+        ]);
+        table.row(&[
+            chain_label.clone(),
+            pem_len.to_string(),
+            c("our repeated call, Lua module's path (`get0` + one copy)"),
+            fmt_us(median(&get0_t)),
+            us(&get0_t),
+            format!(
+                "{:.1}× faster than anchor; {get0_vs_memcpy:.2} × memcpy",
+                median(&anchor_t) / median(&get0_t)
+            ),
+            c("(information)"),
+        ]);
+        table.row(&[
+            chain_label,
+            pem_len.to_string(),
+            c("memcpy of the same bytes (floor)"),
+            fmt_us(median(&memcpy_t)),
+            us(&memcpy_t),
+            c(""),
+            c(""),
+        ]);
+    }
+    out.push_str(&table.text);
+    all_met
+}
+
+fn main() {
+    let bench = stats::bench_mode();
+    let t0 = Instant::now();
+    let all_keys: Vec<Keys> = KINDS
+        .iter()
+        .map(|&kind| Keys {
+            kind,
+            server: Pki::new("bench server", kind),
+            client: Pki::new("bench client", kind),
+        })
+        .collect();
+
+    let mut summary = vec![];
+    let mut g1 = String::new();
+    let met1 = group1(bench, &all_keys, &mut g1, &mut summary);
+    let mut g2 = String::new();
+    let met2 = group2(bench, &all_keys, &mut g2, &mut summary);
+    if !bench {
+        println!("calls bench: smoke run only (run with --bench to measure)");
+        return;
+    }
+    let dir = stats::out_dir();
+    std::fs::write(dir.join("group1.md"), g1).unwrap();
+    std::fs::write(dir.join("group2.md"), g2).unwrap();
+    std::fs::write(dir.join("summary-calls.md"), summary.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("calls.status"),
+        format!("group1={met1}\ngroup2={met2}\n"),
+    )
+    .unwrap();
+    println!("calls bench: {:.0} s", t0.elapsed().as_secs_f64());
+}

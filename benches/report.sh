@@ -1,0 +1,79 @@
+#!/bin/sh
+# Assembles BENCHMARKS.md (on stdout) from the fragments the benches wrote into $1
+# (target/bench): summary-*.md, group1.md, group1-instr.md, group2.md, group3.md.
+set -eu
+dir=$1
+frag() { if [ -s "$dir/$1" ]; then cat "$dir/$1"; else echo "_($1 was not produced: see the make bench output)_"; fi; }
+ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not installed"; }
+
+cat <<EOF
+# Benchmarks
+
+Written by \`make bench\` (issue 5) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src lua 2>/dev/null || echo " (src/ or lua/ modified)").
+Do not edit by hand: run \`make bench\` again (under 10 minutes on 2 cores).
+
+This machine is shared and noisy, so every comparison is measured side by side in one run,
+interleaved (A B A B …), and reported as a ratio of medians with its spread; absolute
+numbers move from run to run, ratios hold. "Spread" is the 25th–75th percentile.
+
+## Machine and versions
+
+| what | value |
+|---|---|
+| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores |
+| memory | $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |
+| OS | $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r) |
+| load average at report time | $(cut -d' ' -f1-3 /proc/loadavg) |
+| rustc | $(rustc --version 2>/dev/null || echo unknown) |
+| OpenSSL | $(openssl version 2>/dev/null || echo unknown) |
+| nginx | $(nginx -v 2>&1 | sed 's/.*: //') (Debian $(ver nginx)) |
+| lua-nginx-module | Debian libnginx-mod-http-lua $(ver libnginx-mod-http-lua) |
+| lua-resty-core | $(ver lua-resty-core) |
+| LuaJIT | $(ver libluajit-5.1-2) |
+| valgrind | $(valgrind --version 2>/dev/null || echo "not installed") |
+
+## Summary
+
+| group | comparison | result | goal | verdict |
+|---|---|---|---|---|
+EOF
+cat "$dir"/summary-*.md 2>/dev/null || true
+cat <<EOF
+
+## Group 1: cost of each call inside a handshake
+
+Whole TLS handshakes in one thread, client and server \`SSL\`s of the same process talking
+through in-memory pipes (no sockets, no threads), created and freed per handshake. The
+server runs an empty certificate callback and an empty client hello callback (as nginx
+runs \`ssl_certificate_by_lua\` / \`ssl_client_hello_by_lua\`); B makes one of our calls
+from one of them, A does not. Handshakes of A and B alternate one by one (A B B A …);
+each handshake's thread CPU time is measured on its own; a sample is the median of its
+handshakes per side, and the ratio B/A is taken within each sample. The table gives the
+median of those ratios and their spread. The server key is ECDSA P-256 or RSA-2048; the
+client certificate (when one is sent) is issued directly by the CA with the same key
+type. For \`request_client_certificate\` the baseline is the static setup nginx uses for
+\`ssl_verify_client optional_no_ca\` + \`ssl_client_certificate\` (verify mode PEER with an
+accept-all callback, CA list and store on the context), with depth 0 like Kong's call.
+
+$(frag group1.md)
+
+### Instruction counts (callgrind: immune to noise)
+
+$(frag group1-instr.md)
+
+## Group 2: chain retrieval (client sends leaf + 2 intermediates)
+
+Server-side, after a TLS 1.3 handshake in which the client sent leaf + 2 intermediates.
+"Anchor" is lua-kong-nginx-module's algorithm, re-implemented in the bench only: on every
+call a fresh memory BIO, \`PEM_write_bio_X509\` of the leaf and of each certificate of the
+peer chain, then \`BIO_read\` into the caller's buffer. First calls: each fresh
+connection gets exactly one call, anchor or ours alternately, timed on its own (medians
+compared). Repeated calls: batches on one connection, interleaved, per-call CPU time.
+Both produce byte-identical PEM (checked).
+
+$(frag group2.md)
+
+## Group 3: through nginx
+
+$(frag group3.md)
+EOF
