@@ -363,6 +363,12 @@ fn mtls_http(p: &[u16]) -> String {
         server(p[1], "ngx_ssl.verify_client(e2e.ca(\"client-ca\"), 0)"),
         server(p[2], "tls.request_client_certificate()"),
         server(p[3], "ngx_ssl.verify_client(nil, 0)"),
+        // The same as the first, over HTTP/2 (a request's connection is then the stream's).
+        server(
+            p[4],
+            "tls.request_client_certificate(e2e.ca(\"client-ca\"))",
+        )
+        .replace(" ssl;", " ssl http2;"),
     ]
     .concat()
 }
@@ -375,7 +381,7 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
         nginx::pem(&client_pki().root.cert).into_bytes(),
     ));
     // Found through KONG_CLIENT_TLS_LIB this time (passed with the `env` directive).
-    let nginx = Nginx::start("mtls", Discovery::Env, 4, &files, &mtls_http);
+    let nginx = Nginx::start("mtls", Discovery::Env, 5, &files, &mtls_http);
     let (ours_ca, ref_ca, ours_none, ref_none) =
         (nginx.port(0), nginx.port(1), nginx.port(2), nginx.port(3));
 
@@ -468,28 +474,44 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
     let dir = &nginx.dir;
     std::fs::write(dir.join("client.pem"), leaf.chain_pem()).unwrap();
     std::fs::write(dir.join("client.key"), nginx::key_pem(&leaf.key)).unwrap();
+    let h2 = nginx.port(4);
     for (flag, max) in [("--tlsv1.2", "1.2"), ("--tlsv1.3", "1.3")] {
-        let out = Command::new("curl")
-            .args(["-sS", "-k", flag, "--tls-max", max, "-D", "-"])
-            .arg("--cert")
-            .arg(dir.join("client.pem"))
-            .arg("--key")
-            .arg(dir.join("client.key"))
-            .arg(format!("https://127.0.0.1:{ours_ca}/"))
-            .output()
-            .expect("curl runs");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            text.contains("X-Verify: FAILED:unable to get local issuer certificate"),
-            "{text}"
-        );
-        assert!(text.contains(&format!("X-S-DN: {leaf_dn}")), "{text}");
-        assert!(text.ends_with(&leaf.chain_pem()), "{text}");
+        for (port, http, status) in [
+            (ours_ca, "--http1.1", "HTTP/1.1 200"),
+            (h2, "--http2", "HTTP/2 200"),
+        ] {
+            let out = Command::new("curl")
+                .args(["-sS", "-k", flag, "--tls-max", max, http, "-D", "-"])
+                .arg("--cert")
+                .arg(dir.join("client.pem"))
+                .arg("--key")
+                .arg(dir.join("client.key"))
+                .arg(format!("https://127.0.0.1:{port}/"))
+                .output()
+                .expect("curl runs");
+            assert!(
+                out.status.success(),
+                "curl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (head, body) = text.split_once("\r\n\r\n").expect("headers");
+            let head = head.to_ascii_lowercase();
+            let ctx = format!("curl {flag} {http}");
+            assert!(
+                head.starts_with(&status.to_ascii_lowercase()),
+                "{ctx}: {head}"
+            );
+            assert!(
+                head.contains("x-verify: failed:unable to get local issuer certificate"),
+                "{ctx}: {head}"
+            );
+            assert!(
+                head.contains(&format!("x-s-dn: {}", leaf_dn.to_ascii_lowercase())),
+                "{ctx}: {head}"
+            );
+            assert_eq!(body, leaf.chain_pem(), "{ctx}");
+        }
     }
     for flag in ["-tls1_2", "-tls1_3"] {
         let names = |port: u16| {
