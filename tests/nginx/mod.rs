@@ -283,6 +283,9 @@ http {{
 
     init_by_lua_block {{
         E2E_DIR = "{dir}"
+        -- What lua-resty-openssl declares: the older one-argument prototype, first. The
+        -- module must keep working (it calls through its own function pointer type).
+        require("ffi").cdef("void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r);")
         require "kong_client_tls"
         require "kct_e2e"
     }}
