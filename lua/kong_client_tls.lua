@@ -318,4 +318,7 @@ function _M.set_client_verify(v)
   ngx.ctx.CLIENT_VERIFY_OVERRIDE = v
 end
 
+-- disable_http2_alpn() (phase: client_hello) joins here with issue 4: its prototype goes
+-- into the ffi.cdef block above, its phase set next to CERTIFICATE (`phases("client_hello")`).
+
 return _M
