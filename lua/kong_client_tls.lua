@@ -319,6 +319,6 @@ function _M.set_client_verify(v)
 end
 
 -- disable_http2_alpn() (phase: client_hello) joins here with issue 4: its prototype goes
--- into the ffi.cdef block above, its phase set next to CERTIFICATE (`phases("client_hello")`).
+-- into the one cdef block above, its phase set next to CERTIFICATE (`phases("client_hello")`).
 
 return _M
