@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -129,7 +130,16 @@ impl Nginx {
             let conf = config(&dir, &release, discovery, &http(&ports));
             fs::write(dir.join("nginx.conf"), conf).unwrap();
             let _ = fs::remove_file(dir.join("logs/error.log"));
-            let child = Command::new(NGINX)
+            let mut command = Command::new(NGINX);
+            // SAFETY: prctl is async-signal-safe. nginx dies with the test thread that
+            // started it even if the test binary is killed and no Drop runs.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = command
                 .arg("-p")
                 .arg(&dir)
                 .arg("-c")
