@@ -145,13 +145,25 @@ fn seed_corpus_of_real_client_hellos() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let msg = fs::read(&path).unwrap();
         check_invariants(&msg);
-        let [alpn, psk, modes] = find_extensions(&msg, [EXTENSION_ALPN, EXTENSION_PRE_SHARED_KEY, EXTENSION_PSK_KEY_EXCHANGE_MODES])
-            .unwrap_or_else(|e| panic!("{name}: a real ClientHello parses: {e:?}"));
-        let offers_h2 = alpn.clone().is_some_and(|r| protocols(&msg[r][2..]).unwrap().any(|p| p == H2));
+        let [alpn, psk, modes] = find_extensions(
+            &msg,
+            [
+                EXTENSION_ALPN,
+                EXTENSION_PRE_SHARED_KEY,
+                EXTENSION_PSK_KEY_EXCHANGE_MODES,
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{name}: a real ClientHello parses: {e:?}"));
+        let offers_h2 = alpn
+            .clone()
+            .is_some_and(|r| protocols(&msg[r][2..]).unwrap().any(|p| p == H2));
         let expect_h2 = !(name.contains("no-alpn") || name.contains("http11-tls12"));
         assert_eq!(offers_h2, expect_h2, "{name}");
         if name.contains("psk") {
-            assert!(psk.is_some() && modes.is_some(), "{name}: carries a PSK offer");
+            assert!(
+                psk.is_some() && modes.is_some(),
+                "{name}: carries a PSK offer"
+            );
         }
         seen += 1;
     }
