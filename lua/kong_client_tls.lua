@@ -38,6 +38,7 @@ int kong_client_tls_request_client_certificate(SSL *ssl,
                                                const void *ca_certs,
                                                const char **err);
 int kong_client_tls_disable_session_reuse(SSL *ssl, const char **err);
+int kong_client_tls_disable_http2_alpn(SSL *ssl, const char **err);
 const char *kong_client_tls_version(void);
 int kong_client_tls_check_libssl(const char **err);
 
@@ -209,6 +210,7 @@ local function check_phase(allowed)
 end
 
 local CERTIFICATE = phases("certificate")
+local CLIENT_HELLO = phases("client_hello")
 local CHAIN_PHASES = phases("rewrite", "access", "balancer", "response",
                             "header_filter", "body_filter", "log")
 local VERIFY_PHASES = phases("rewrite", "access", "balancer", "response")
@@ -318,7 +320,21 @@ function _M.set_client_verify(v)
   ngx.ctx.CLIENT_VERIFY_OVERRIDE = v
 end
 
--- disable_http2_alpn() (phase: client_hello) joins here with issue 4: its prototype goes
--- into the one cdef block above, its phase set next to CERTIFICATE (`phases("client_hello")`).
+--- Stops this connection's handshake from negotiating HTTP/2 through ALPN.
+-- Phase: client_hello. A client offering h2 and http/1.1 gets http/1.1; one offering only
+-- h2 gets a no_application_protocol alert. Returns true, or nil and an error message.
+function _M.disable_http2_alpn()
+  check_phase(CLIENT_HELLO)
+  local ssl, err = connection_ssl()
+  if not ssl then
+    return nil, err
+  end
+  errp[0] = nil
+  local rc = lib.kong_client_tls_disable_http2_alpn(ssl, errp)
+  if rc == KONG_CLIENT_TLS_OK then
+    return true
+  end
+  return failure(rc)
+end
 
 return _M

@@ -166,11 +166,12 @@ fn kong_name(ngx_phase: &str) -> &str {
     }
 }
 
-/// The four functions with their allowed Kong phases, as the reference states them.
+/// The five functions with their allowed Kong phases, as the reference states them.
 fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("request_client_certificate", vec!["certificate"]),
         ("disable_session_reuse", vec!["certificate"]),
+        ("disable_http2_alpn", vec!["client_hello"]),
         (
             "get_full_client_certificate_chain",
             vec![
@@ -269,7 +270,7 @@ fn every_function_in_every_phase() {
             checked += 1;
         }
     }
-    assert_eq!(checked, NGX_PHASES.len() * 4);
+    assert_eq!(checked, NGX_PHASES.len() * 5);
 }
 
 #[test]
