@@ -74,7 +74,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --test header
-	luacheck --no-color lua/
+	luacheck --no-color lua/ examples/ tests/nginx/
 
 # Rewrites the committed header from the Rust sources.
 header:

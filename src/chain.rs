@@ -132,7 +132,9 @@ impl Drop for MemBio {
 /// Call it on a server-side connection once the handshake has received the client's
 /// Certificate (e.g. in any nginx request phase). The PEM is encoded once per connection
 /// and kept with the `SSL` (freed by `SSL_free`); later calls copy the cached bytes.
-/// On a session resumed from a ticket, OpenSSL keeps only the leaf, so only it is returned.
+/// On a resumed session the leaf is always there; the rest of the chain only when OpenSSL
+/// kept the session in memory (its internal cache): a session rebuilt from a ticket or an
+/// external cache (nginx's `ssl_session_cache shared:`) holds the leaf alone.
 ///
 /// `*len` is the size of `buf` on entry. Returns:
 /// - `KONG_CLIENT_TLS_OK`: `buf` holds the PEM and a NUL; `*len` is the PEM length
