@@ -25,15 +25,21 @@ const NULL_LEN: Error = Error(c"len must not be NULL");
 const NULL_BUF: Error = Error(c"buf is NULL but *len is not 0");
 const PEM_ENCODING: Error = Error(c"cannot PEM-encode the client certificate chain");
 
-/// The encoded chain of one connection; `pem` ends with a NUL that `len()` excludes.
+/// The encoded chain of one connection, kept in the memory BIO it was written to (no
+/// copy); the BIO's bytes end with a NUL that [`CachedChain::pem`] excludes.
 struct CachedChain {
     leaf: X509,
-    pem: Box<[u8]>,
+    pem: MemBio,
 }
 
 impl CachedChain {
+    fn pem_with_nul(&self) -> &[u8] {
+        self.pem.contents()
+    }
+
     fn pem(&self) -> &[u8] {
-        &self.pem[..self.pem.len() - 1]
+        let bytes = self.pem_with_nul();
+        &bytes[..bytes.len().saturating_sub(1)]
     }
 }
 
@@ -61,25 +67,29 @@ fn cached_chain(ssl: &mut SslRef) -> Result<Option<&CachedChain>, Error> {
     Ok(ssl.ex_data(index))
 }
 
-/// PEM of `leaf` then `chain`, NUL-terminated, written through one memory BIO, as
-/// lua-kong-nginx-module does, then copied out once.
+/// PEM of `leaf` then `chain`, NUL-terminated, in one memory BIO (as lua-kong-nginx-module
+/// writes it, but kept rather than copied out).
 fn encode_chain<'a>(
     leaf: &'a X509Ref,
     chain: impl Iterator<Item = &'a X509Ref>,
-) -> Result<Box<[u8]>, Error> {
+) -> Result<MemBio, Error> {
     let bio = MemBio::new()?;
     // Server side, OpenSSL's peer chain omits the leaf (`server_ssl` guarantees the side).
     for cert in std::iter::once(leaf).chain(chain) {
         bio.write_pem(cert)?;
     }
-    let bytes = bio.contents();
-    let mut pem = Vec::with_capacity(bytes.len() + 1);
-    pem.extend_from_slice(bytes);
-    pem.push(0);
-    Ok(pem.into_boxed_slice())
+    bio.write(&[0])?;
+    Ok(bio)
 }
 
+/// An owned memory BIO.
 struct MemBio(*mut openssl_sys::BIO);
+
+// SAFETY: the BIO is owned exclusively by this value and holds no thread-bound state;
+// after encoding it is only read, through `&self`.
+unsafe impl Send for MemBio {}
+// SAFETY: as above; reading a memory BIO's buffer does not mutate it.
+unsafe impl Sync for MemBio {}
 
 impl MemBio {
     fn new() -> Result<Self, Error> {
@@ -96,6 +106,15 @@ impl MemBio {
         // SAFETY: both pointers are live.
         match unsafe { openssl_sys::PEM_write_bio_X509(self.0, cert.as_ptr()) } {
             1 => Ok(()),
+            _ => Err(PEM_ENCODING),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<(), Error> {
+        let len = i32::try_from(bytes.len()).map_err(|_| PEM_ENCODING)?;
+        // SAFETY: the BIO is live and `bytes` readable for `len` bytes.
+        match unsafe { openssl_sys::BIO_write(self.0, bytes.as_ptr().cast(), len) } {
+            n if n == len => Ok(()),
             _ => Err(PEM_ENCODING),
         }
     }
@@ -169,7 +188,7 @@ pub unsafe extern "C" fn kong_client_tls_get_full_client_certificate_chain(
             *len = 0;
             return Ok(KONG_CLIENT_TLS_NO_CERTIFICATE);
         };
-        let with_nul = &chain.pem[..];
+        let with_nul = chain.pem_with_nul();
         if *len < with_nul.len() {
             *len = with_nul.len();
             return Ok(KONG_CLIENT_TLS_BUFFER_TOO_SMALL);
@@ -210,7 +229,7 @@ pub unsafe extern "C" fn kong_client_tls_get0_full_client_certificate_chain(
         let (pem, len) = unsafe { (&mut *pem, &mut *len) };
         match cached_chain(ssl)? {
             Some(chain) => {
-                *pem = chain.pem.as_ptr().cast();
+                *pem = chain.pem_with_nul().as_ptr().cast();
                 *len = chain.pem().len();
                 Ok(KONG_CLIENT_TLS_OK)
             }
