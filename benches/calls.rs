@@ -144,6 +144,132 @@ struct Row {
     paired: Paired,
 }
 
+/// A server configuration measured in group 1 (and under callgrind).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    StaticOptionalNoCa,
+    RequestClientCertificate,
+    Plain,
+    DisableSessionReuse,
+    StaticNoResumption,
+    AlpnEmptyHello,
+    DisableHttp2Alpn,
+}
+
+const MODES: [(Mode, &str); 7] = [
+    (Mode::StaticOptionalNoCa, "static_optional_no_ca"),
+    (Mode::RequestClientCertificate, "request_client_certificate"),
+    (Mode::Plain, "plain"),
+    (Mode::DisableSessionReuse, "disable_session_reuse"),
+    (Mode::StaticNoResumption, "static_no_resumption"),
+    (Mode::AlpnEmptyHello, "alpn_empty_hello"),
+    (Mode::DisableHttp2Alpn, "disable_http2_alpn"),
+];
+
+/// (baseline A, call B, call text, baseline text).
+const COMPARISONS: [(Mode, Mode, &str, &str); 4] = [
+    (
+        Mode::StaticOptionalNoCa,
+        Mode::RequestClientCertificate,
+        "`request_client_certificate(ca)` in the certificate callback",
+        "static `optional_no_ca` (verify PEER + accept-all callback, depth 0, CA list and store on the context)",
+    ),
+    (
+        Mode::Plain,
+        Mode::DisableSessionReuse,
+        "`disable_session_reuse()` in the certificate callback",
+        "same handshake without the call (tickets and session cache on)",
+    ),
+    (
+        Mode::StaticNoResumption,
+        Mode::DisableSessionReuse,
+        "`disable_session_reuse()` in the certificate callback",
+        "static equivalent (no tickets, `SSL_OP_NO_TICKET`, session cache off)",
+    ),
+    (
+        Mode::AlpnEmptyHello,
+        Mode::DisableHttp2Alpn,
+        "`disable_http2_alpn()` in the client hello callback",
+        "same handshake, empty client hello callback (client offers h2, http/1.1; h2 negotiated)",
+    ),
+];
+
+/// The (server, client) contexts of `mode`. The client presents a certificate issued
+/// by the CA in the mutual-TLS modes, and offers h2 + http/1.1 in the ALPN modes.
+fn mode_contexts(keys: &Keys, version: SslVersion, mode: Mode) -> (SslContext, SslContext) {
+    let null = std::ptr::null_mut();
+    let ca = &keys.client.root.cert;
+    let mtls_client = || client_ctx(version, Some(&keys.client.direct_leaf), &[]);
+    let plain_client = || client_ctx(version, None, &[]);
+    let alpn_client = || {
+        let mut c = SslContext::builder(SslMethod::tls_client()).unwrap();
+        c.set_min_proto_version(Some(version)).unwrap();
+        c.set_max_proto_version(Some(version)).unwrap();
+        c.set_verify(SslVerifyMode::NONE);
+        c.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
+        c.build()
+    };
+    let base = || server_builder(keys, version);
+    match mode {
+        Mode::StaticOptionalNoCa => (
+            server_ctx(static_optional_no_ca(base(), ca), None, None, null),
+            mtls_client(),
+        ),
+        Mode::RequestClientCertificate => {
+            // Parsed once, like the Lua module's caller does with ngx.ssl.parse_pem_cert;
+            // leaked: contexts live for the whole process.
+            let mut stack = Stack::<X509>::new().unwrap();
+            stack.push(ca.clone()).unwrap();
+            let stack: &'static Stack<X509> = Box::leak(Box::new(stack));
+            let ca_ptr = stack.as_ptr() as *mut c_void;
+            (
+                server_ctx(base(), Some(hook_request_client_certificate), None, ca_ptr),
+                mtls_client(),
+            )
+        }
+        Mode::Plain => (server_ctx(base(), None, None, null), plain_client()),
+        Mode::DisableSessionReuse => (
+            server_ctx(base(), Some(hook_disable_session_reuse), None, null),
+            plain_client(),
+        ),
+        Mode::StaticNoResumption => {
+            let mut st = base();
+            st.set_num_tickets(0).unwrap();
+            st.set_options(SslOptions::NO_TICKET);
+            st.set_session_cache_mode(SslSessionCacheMode::OFF);
+            (server_ctx(st, None, None, null), plain_client())
+        }
+        Mode::AlpnEmptyHello => (
+            server_ctx(with_alpn(base()), None, None, null),
+            alpn_client(),
+        ),
+        Mode::DisableHttp2Alpn => (
+            server_ctx(with_alpn(base()), None, Some(hook_disable_http2_alpn), null),
+            alpn_client(),
+        ),
+    }
+}
+
+/// Checks that `mode` does what it should on one handshake.
+fn check_mode(mode: Mode, server: &SslContext, client: &SslContext) {
+    let c = handshake(server, client);
+    let s = c.server.ssl();
+    match mode {
+        Mode::StaticOptionalNoCa | Mode::RequestClientCertificate => {
+            assert!(s.peer_certificate().is_some());
+            assert_eq!(s.verify_result().as_raw(), 0);
+        }
+        Mode::AlpnEmptyHello => {
+            assert_eq!(c.client.ssl().selected_alpn_protocol(), Some(&b"h2"[..]))
+        }
+        Mode::DisableHttp2Alpn => assert_eq!(
+            c.client.ssl().selected_alpn_protocol(),
+            Some(&b"http/1.1"[..])
+        ),
+        _ => {}
+    }
+}
+
 fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
     let samples = if bench { scaled(25) } else { 1 };
     let target_ms = if bench {
@@ -155,105 +281,18 @@ fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
     for (version, vname) in VERSIONS {
         for keys in all_keys {
             let setup = format!("{vname}, {}", keys.kind.label());
-            let ca = &keys.client.root.cert;
-            let mut ca_stack = Stack::<X509>::new().unwrap();
-            ca_stack.push(ca.clone()).unwrap();
-            let ca_ptr = ca_stack.as_ptr() as *mut c_void;
-            let null = std::ptr::null_mut();
-
-            // request_client_certificate(ca) vs the static optional_no_ca setup; the
-            // client presents a certificate issued by `ca` in both.
-            let mtls_client = client_ctx(version, Some(&keys.client.direct_leaf), &[]);
-            let a = server_ctx(
-                static_optional_no_ca(server_builder(keys, version), ca),
-                None,
-                None,
-                null,
-            );
-            let b = server_ctx(
-                server_builder(keys, version),
-                Some(hook_request_client_certificate),
-                None,
-                ca_ptr,
-            );
-            {
-                let c = handshake(&b, &mtls_client);
-                assert!(c.server.ssl().peer_certificate().is_some());
-                assert_eq!(c.server.ssl().verify_result().as_raw(), 0);
+            for (ma, mb, call, baseline) in COMPARISONS {
+                let (a, client) = mode_contexts(keys, version, ma);
+                let (b, _) = mode_contexts(keys, version, mb);
+                check_mode(ma, &a, &client);
+                check_mode(mb, &b, &client);
+                rows.push(Row {
+                    setup: setup.clone(),
+                    call,
+                    baseline,
+                    paired: measure(samples, target_ms, &a, &b, &client),
+                });
             }
-            rows.push(Row {
-                setup: setup.clone(),
-                call: "`request_client_certificate(ca)` in the certificate callback",
-                baseline: "static `optional_no_ca` (verify PEER + accept-all callback, depth 0, CA list and store on the context)",
-                paired: measure(samples, target_ms, &a, &b, &mtls_client),
-            });
-
-            // disable_session_reuse vs the same handshake without it, then vs the
-            // static equivalent (no tickets, no session cache on the context).
-            let plain_client = client_ctx(version, None, &[]);
-            let a = server_ctx(server_builder(keys, version), None, None, null);
-            let b = server_ctx(
-                server_builder(keys, version),
-                Some(hook_disable_session_reuse),
-                None,
-                null,
-            );
-            rows.push(Row {
-                setup: setup.clone(),
-                call: "`disable_session_reuse()` in the certificate callback",
-                baseline: "same handshake without the call (tickets and session cache on)",
-                paired: measure(samples, target_ms, &a, &b, &plain_client),
-            });
-            let mut st = server_builder(keys, version);
-            st.set_num_tickets(0).unwrap();
-            st.set_options(SslOptions::NO_TICKET);
-            st.set_session_cache_mode(SslSessionCacheMode::OFF);
-            let a = server_ctx(st, None, None, null);
-            rows.push(Row {
-                setup: setup.clone(),
-                call: "`disable_session_reuse()` in the certificate callback",
-                baseline: "static equivalent (no tickets, `SSL_OP_NO_TICKET`, session cache off)",
-                paired: measure(samples, target_ms, &a, &b, &plain_client),
-            });
-
-            // disable_http2_alpn in the client hello callback vs the same handshake with
-            // an empty client hello callback; the client offers h2 and http/1.1.
-            let alpn_client = {
-                let mut c = SslContext::builder(SslMethod::tls_client()).unwrap();
-                c.set_min_proto_version(Some(version)).unwrap();
-                c.set_max_proto_version(Some(version)).unwrap();
-                c.set_verify(SslVerifyMode::NONE);
-                c.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
-                c.build()
-            };
-            let a = server_ctx(with_alpn(server_builder(keys, version)), None, None, null);
-            let b = server_ctx(
-                with_alpn(server_builder(keys, version)),
-                None,
-                Some(hook_disable_http2_alpn),
-                null,
-            );
-            assert_eq!(
-                handshake(&a, &alpn_client)
-                    .client
-                    .ssl()
-                    .selected_alpn_protocol(),
-                Some(&b"h2"[..])
-            );
-            assert_eq!(
-                handshake(&b, &alpn_client)
-                    .client
-                    .ssl()
-                    .selected_alpn_protocol(),
-                Some(&b"http/1.1"[..])
-            );
-            rows.push(Row {
-                setup: setup.clone(),
-                call: "`disable_http2_alpn()` in the client hello callback",
-                baseline: "same handshake, empty client hello callback (client offers h2, http/1.1; h2 negotiated)",
-                paired: measure(samples, target_ms, &a, &b, &alpn_client),
-            });
-            drop(ca_stack);
         }
     }
 
@@ -600,7 +639,268 @@ fn group2(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
     all_met
 }
 
+/// The handshakes callgrind counts (`--toggle-collect=*kct_measured_handshakes*`).
+#[inline(never)]
+fn kct_measured_handshakes(server: &SslContext, client: &SslContext, n: usize) {
+    for _ in 0..n {
+        black_box(handshake(server, client));
+    }
+}
+
+const INSTR_HANDSHAKES: usize = 10;
+
+/// Group 2 under callgrind: the first call on fresh connections.
+const CHAIN_MODES: [(&str, ChainFn); 2] =
+    [("chain_anchor", anchor_chain), ("chain_ours", ours_chain)];
+
+#[inline(never)]
+fn kct_measured_chain_warmup(f: ChainFn, ssl: *mut SSL, buf: &mut [u8]) {
+    // SAFETY: as in kct_measured_chain.
+    black_box(unsafe { f(ssl, buf) });
+}
+
+fn kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::EcdsaP256 => "ecdsa",
+        KeyKind::Rsa2048 => "rsa",
+    }
+}
+
+fn version_name(v: SslVersion) -> &'static str {
+    if v == SslVersion::TLS1_3 {
+        "tls13"
+    } else {
+        "tls12"
+    }
+}
+
+/// The chain calls callgrind counts: `f` once on each of `ssls` (fresh connections).
+#[inline(never)]
+fn kct_measured_chain(f: ChainFn, ssls: &[*mut SSL], buf: &mut [u8]) {
+    for &ssl in ssls {
+        // SAFETY: live server SSLs after handshakes with a client certificate.
+        black_box(unsafe { f(ssl, black_box(&mut *buf)) });
+    }
+}
+
+/// The group 2 setup: TLS 1.3, the client sends leaf + 2 intermediates.
+fn chain_contexts(keys: &Keys) -> (SslContext, SslContext) {
+    let version = SslVersion::TLS1_3;
+    let server = server_ctx(
+        static_optional_no_ca(server_builder(keys, version), &keys.client.root.cert),
+        None,
+        None,
+        std::ptr::null_mut(),
+    );
+    let client = client_ctx(
+        version,
+        Some(&keys.client.leaf),
+        &[&keys.client.int2.cert, &keys.client.int1.cert],
+    );
+    (server, client)
+}
+
+/// Child mode: `--instr VERSION KIND MODE N PKI_DIR`, run under callgrind by
+/// [`instructions`]: one warm-up handshake, then N counted ones.
+fn instr_child(args: &[String]) {
+    let version = VERSIONS
+        .iter()
+        .find(|(v, _)| version_name(*v) == args[0])
+        .unwrap()
+        .0;
+    let kind = *KINDS.iter().find(|k| kind_name(**k) == args[1]).unwrap();
+    let n: usize = args[3].parse().unwrap();
+    let dir = std::path::Path::new(&args[4]);
+    let keys = Keys {
+        kind,
+        server: Pki::load(dir, &format!("{}-server", kind_name(kind))),
+        client: Pki::load(dir, &format!("{}-client", kind_name(kind))),
+    };
+    if let Some(f) = CHAIN_MODES.iter().find(|(n, _)| *n == args[2]).map(|c| c.1) {
+        let (server, client) = chain_contexts(&keys);
+        let conns: Vec<_> = (0..n + 1).map(|_| handshake(&server, &client)).collect();
+        let ssls: Vec<*mut SSL> = conns.iter().map(|c| c.server.ssl().as_ptr()).collect();
+        let mut buf = vec![0u8; 64 * 1024];
+        // One warm-up call (first-use initialisation), then one call per connection.
+        kct_measured_chain_warmup(f, ssls[0], &mut buf);
+        kct_measured_chain(f, &ssls[1..], &mut buf);
+        return;
+    }
+    let mode = MODES.iter().find(|(_, n)| *n == args[2]).unwrap().0;
+    let (server, client) = mode_contexts(&keys, version, mode);
+    check_mode(mode, &server, &client);
+    kct_measured_handshakes(&server, &client, n);
+}
+
+/// Instructions per handshake of every mode, counted by callgrind in child processes
+/// (two at a time), then the ratios of the group 1 comparisons. `None` without valgrind.
+fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<String>) {
+    let dir = stats::out_dir().join("callgrind");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut jobs = vec![];
+    for (version, _) in VERSIONS {
+        for kind in KINDS {
+            for (_, mode) in MODES {
+                jobs.push((version_name(version), kind_name(kind), mode));
+            }
+        }
+    }
+    for kind in KINDS {
+        for (mode, _) in CHAIN_MODES {
+            jobs.push(("tls13", kind_name(kind), mode));
+        }
+    }
+    let file = |j: &(&str, &str, &str)| dir.join(format!("{}-{}-{}.out", j.0, j.1, j.2));
+    let mut running: Vec<std::process::Child> = vec![];
+    for j in &jobs {
+        if running.len() >= 2 {
+            let mut first = running.remove(0);
+            first.wait().unwrap();
+        }
+        let child = std::process::Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg("--toggle-collect=*kct_measured_handshakes*")
+            .arg("--toggle-collect=*kct_measured_chain")
+            .arg(format!("--callgrind-out-file={}", file(j).display()))
+            .arg(&exe)
+            .args(["--instr", j.0, j.1, j.2])
+            .arg(INSTR_HANDSHAKES.to_string())
+            .arg(pki_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => running.push(c),
+            Err(e) => {
+                println!("group 1 (instructions): valgrind not runnable ({e}); skipped");
+                out.push_str("valgrind was not available: not measured.\n");
+                return;
+            }
+        }
+    }
+    for mut c in running {
+        c.wait().unwrap();
+    }
+    let ir = |j: (&str, &str, &str)| -> Option<f64> {
+        let text = std::fs::read_to_string(file(&j)).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))?;
+        let total: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(total / INSTR_HANDSHAKES as f64)
+    };
+    let mut table = Table::new(&[
+        "setup",
+        "call (B)",
+        "baseline (A)",
+        "A instructions / handshake",
+        "B instructions / handshake",
+        "B − A",
+        "B/A",
+        "goal ≤ 1.01",
+    ]);
+    println!("group 1 (callgrind instructions per handshake, B/A):");
+    let mut worst: Vec<(&str, &str, f64, String)> = vec![];
+    for (version, vname) in VERSIONS {
+        for kind in KINDS {
+            let setup = format!("{vname}, {}", kind.label());
+            for (ma, mb, call, baseline) in COMPARISONS {
+                let name = |m: Mode| MODES.iter().find(|(x, _)| *x == m).unwrap().1;
+                let a = ir((version_name(version), kind_name(kind), name(ma)));
+                let b = ir((version_name(version), kind_name(kind), name(mb)));
+                let (Some(a), Some(b)) = (a, b) else {
+                    table.row(&[
+                        setup.clone(),
+                        call.to_string(),
+                        baseline.to_string(),
+                        "failed".into(),
+                        "failed".into(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]);
+                    continue;
+                };
+                let r = b / a;
+                println!("  {setup:<22} {call:<60} {r:.4}");
+                table.row(&[
+                    setup.clone(),
+                    call.to_string(),
+                    baseline.to_string(),
+                    format!("{a:.0}"),
+                    format!("{b:.0}"),
+                    format!("{:+.0}", b - a),
+                    format!("{r:.4}"),
+                    stats::verdict(r <= 1.01),
+                ]);
+                match worst.iter_mut().find(|w| w.0 == call && w.1 == baseline) {
+                    Some(w) if w.2 >= r => {}
+                    Some(w) => {
+                        w.2 = r;
+                        w.3 = setup.clone();
+                    }
+                    None => worst.push((call, baseline, r, setup.clone())),
+                }
+            }
+        }
+    }
+    out.push_str(&format!(
+        "Instructions executed per handshake (client and server together), counted by \
+         `valgrind --tool=callgrind` over {INSTR_HANDSHAKES} handshakes after one warm-up, \
+         one process per configuration. Deterministic up to the randomness of the \
+         handshake itself (key shares, nonces), i.e. to a few hundredths of a percent.\n\n"
+    ));
+    out.push_str(&table.text);
+    let mut chain = Table::new(&[
+        "client chain",
+        "anchor algorithm: instructions / first call",
+        "ours: instructions / first call",
+        "ours / anchor",
+        "goal ≤ 1.0",
+    ]);
+    for kind in KINDS {
+        let a = ir(("tls13", kind_name(kind), "chain_anchor"));
+        let b = ir(("tls13", kind_name(kind), "chain_ours"));
+        if let (Some(a), Some(b)) = (a, b) {
+            let r = b / a;
+            println!(
+                "  group 2 first call, {}: ours / anchor {r:.4} (instructions)",
+                kind.label()
+            );
+            chain.row(&[
+                format!("{} leaf + 2 intermediates", kind.label()),
+                format!("{a:.0}"),
+                format!("{b:.0}"),
+                format!("{r:.4}"),
+                stats::verdict(r <= 1.0),
+            ]);
+            summary.push(format!(
+                "| 2 | {} leaf + 2 intermediates: our first call / anchor algorithm (callgrind instructions) | {r:.4} | ≤ 1.0 | {} |",
+                kind.label(),
+                stats::verdict(r <= 1.0)
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nGroup 2, first call on a fresh connection, counted the same way ({INSTR_HANDSHAKES} \
+         connections, one call each, after one warm-up call; handshakes not counted):\n\n{}",
+        chain.text
+    ));
+    for (call, baseline, r, setup) in worst {
+        summary.push(format!(
+            "| 1 | {call} vs {baseline} (callgrind instructions per handshake, B/A) | worst {r:.4} ({setup}) | ≤ 1.01 | {} |",
+            stats::verdict(r <= 1.01)
+        ));
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--instr") {
+        instr_child(&args[i + 1..]);
+        return;
+    }
     let bench = stats::bench_mode();
     let t0 = Instant::now();
     let all_keys: Vec<Keys> = KINDS
@@ -612,6 +912,13 @@ fn main() {
         })
         .collect();
 
+    let pki_dir = stats::out_dir().join("pki");
+    for k in all_keys.iter().filter(|_| bench) {
+        k.server
+            .save(&pki_dir, &format!("{}-server", kind_name(k.kind)));
+        k.client
+            .save(&pki_dir, &format!("{}-client", kind_name(k.kind)));
+    }
     let mut summary = vec![];
     let mut g1 = String::new();
     let met1 = group1(bench, &all_keys, &mut g1, &mut summary);
@@ -621,7 +928,12 @@ fn main() {
         println!("calls bench: smoke run only (run with --bench to measure)");
         return;
     }
+    let mut g1i = String::new();
+    if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() {
+        instructions(&pki_dir, &mut g1i, &mut summary);
+    }
     let dir = stats::out_dir();
+    std::fs::write(dir.join("group1-instr.md"), g1i).unwrap();
     std::fs::write(dir.join("group1.md"), g1).unwrap();
     std::fs::write(dir.join("group2.md"), g2).unwrap();
     std::fs::write(dir.join("summary-calls.md"), summary.join("\n") + "\n").unwrap();

@@ -230,6 +230,31 @@ fn read_response(s: &mut impl Read, buf: &mut Vec<u8>) -> u16 {
 
 const THREADS: usize = 2;
 
+type Stream = openssl::ssl::SslStream<TcpStream>;
+
+/// One operation of `load`; `keep` holds the kept-alive connection.
+fn one_op(client: &Client, port: u16, load: Load, buf: &mut Vec<u8>, keep: &mut Option<Stream>) {
+    match load {
+        Load::NewConnRequest => {
+            let mut s = client.connect(port);
+            s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(&mut s, buf), 200);
+            let _ = s.shutdown();
+        }
+        Load::NewConnHandshake => {
+            let mut s = client.connect(port);
+            let _ = s.shutdown();
+        }
+        Load::KeepAlive => {
+            let s = keep.get_or_insert_with(|| client.connect(port));
+            s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(s, buf), 200);
+        }
+    }
+}
+
 /// Runs `load` against `port` from `THREADS` threads for `dur` (and at most `max_ops`
 /// operations); returns operations per second.
 fn run_load(client: &Arc<Client>, port: u16, load: Load, dur: Duration, max_ops: usize) -> f64 {
@@ -245,27 +270,7 @@ fn run_load(client: &Arc<Client>, port: u16, load: Load, dur: Duration, max_ops:
                 let per_thread = max_ops / THREADS;
                 let mut keep = None;
                 while !stop.load(Ordering::Relaxed) && ops < per_thread {
-                    match load {
-                        Load::NewConnRequest => {
-                            let mut s = client.connect(port);
-                            s.write_all(
-                                b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
-                            )
-                            .unwrap();
-                            assert_eq!(read_response(&mut s, &mut buf), 200);
-                            let _ = s.shutdown();
-                        }
-                        Load::NewConnHandshake => {
-                            let mut s = client.connect(port);
-                            let _ = s.shutdown();
-                        }
-                        Load::KeepAlive => {
-                            let s = keep.get_or_insert_with(|| client.connect(port));
-                            s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-                                .unwrap();
-                            assert_eq!(read_response(s, &mut buf), 200);
-                        }
-                    }
+                    one_op(&client, port, load, &mut buf, &mut keep);
                     ops += 1;
                 }
                 ops
@@ -401,6 +406,26 @@ fn run() -> Result<(), String> {
     let ports = free_ports(names.len());
     let port = |name: &str| ports[names.iter().position(|n| *n == name).unwrap()];
     let conf = nginx_conf(&dir, &lib, &|n| port(n), have_alpn, alpn_via_module);
+    // Profiling aid: write the config, certificates and client files, then stop.
+    if let Some(keep) = std::env::var_os("KCT_BENCH_NGINX_CONF_ONLY") {
+        let keep = PathBuf::from(keep);
+        fs::create_dir_all(&keep).unwrap();
+        for f in ["server.pem", "server.key", "ca.pem"] {
+            fs::copy(dir.join(f), keep.join(f)).unwrap();
+        }
+        let conf = nginx_conf(&keep, &lib, &|n| port(n), have_alpn, alpn_via_module);
+        fs::write(keep.join("nginx.conf"), conf).unwrap();
+        fs::write(keep.join("client.pem"), pem(&client_pki.direct_leaf.cert)).unwrap();
+        fs::write(
+            keep.join("client.key"),
+            key_pem(&client_pki.direct_leaf.key),
+        )
+        .unwrap();
+        let ports: Vec<String> = names.iter().map(|n| format!("{n}={}", port(n))).collect();
+        fs::write(keep.join("ports"), ports.join("\n") + "\n").unwrap();
+        println!("nginx bench: config written to {}", keep.display());
+        return Ok(());
+    }
     let wait: Vec<u16> = names
         .iter()
         .filter(|n| have_alpn || **n != "alpn_ours")
@@ -410,8 +435,8 @@ fn run() -> Result<(), String> {
     let worker = nginx.worker();
     let t0 = Instant::now();
 
-    let rounds = scaled(8);
-    let dur = Duration::from_secs_f64(1.5 * stats::scale().min(1.0));
+    let rounds = scaled(24);
+    let dur = Duration::from_secs_f64(0.7 * stats::scale().min(1.0));
     let mut md = String::new();
     let mut ok = true;
     let mut summary: Vec<String> = vec![];
@@ -447,8 +472,8 @@ fn run() -> Result<(), String> {
         },
     ];
     let m = compare(worker, &mtls, &cfg, Load::NewConnRequest, rounds, dur);
-    let r_a = median(&m[2].rates) / median(&m[0].rates);
-    let r_b = median(&m[2].rates) / median(&m[1].rates);
+    let r_a = paired_ratio(&m, 2, 0);
+    let r_b = paired_ratio(&m, 2, 1);
     ok &= r_a >= 0.97 && r_b >= 1.0;
     sum(
         "new mTLS conns/s: `request_client_certificate(ca)` / static `optional_no_ca`",
@@ -494,7 +519,7 @@ fn run() -> Result<(), String> {
         },
     ];
     let m = compare(worker, &chain_client, &cfg, Load::KeepAlive, rounds, dur);
-    let r = median(&m[1].rates) / median(&m[0].rates);
+    let r = paired_ratio(&m, 1, 0);
     ok &= r >= 0.98;
     sum(
         "keep-alive req/s: `get_full_client_certificate_chain()` / `$ssl_client_raw_cert`",
@@ -561,7 +586,7 @@ fn run() -> Result<(), String> {
     );
     md.push_str("\n### 3c. New connections per second through the client hello phase (TLS 1.3, client offers h2 and http/1.1, handshake then close)\n\n");
     if have_alpn {
-        let r = median(&m[2].rates) / median(&m[1].rates);
+        let r = paired_ratio(&m, 2, 1);
         ok &= r >= 0.97;
         sum(
             "new conns/s: `disable_http2_alpn()` / empty client hello block",
@@ -571,7 +596,7 @@ fn run() -> Result<(), String> {
         println!(
             "group 3c: new conns/s, disable_http2_alpn / empty client hello block = {r:.3} (goal ≥ 0.97: {}); empty block / no handler = {:.3}",
             met(r >= 0.97),
-            median(&m[1].rates) / median(&m[0].rates)
+            paired_ratio(&m, 1, 0)
         );
         md.push_str(&table(
             &cfg,
@@ -607,8 +632,142 @@ fn run() -> Result<(), String> {
         ));
     }
 
+    md.push_str(&format!(
+        "\nEach configuration: {rounds} interleaved runs of {:.1} s from {THREADS} client threads (after one short warm-up run each); \
+         a round runs every configuration of the comparison once, in rotating order, and the goal is judged on the median \
+         of the per-round ratios (robust to the load of other processes drifting during the run); \
+         worker CPU is the nginx worker's on-CPU time (/proc/PID/schedstat, ns) during the run divided by the operations of the run. \
+         RSS: the worker's VmRSS before its first run and after its last run, and the highest VmHWM seen \
+         during its runs (reset before each run through /proc/PID/clear_refs).\n",
+        dur.as_secs_f64()
+    ));
     let log = nginx.error_log();
     drop(nginx);
+
+    // The same comparisons counted in instructions by callgrind (immune to noise).
+    if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() {
+        let cports = free_ports(names.len());
+        let cport = |name: &str| cports[names.iter().position(|n| *n == name).unwrap()];
+        let conf = nginx_conf(&dir, &lib, &|n| cport(n), have_alpn, alpn_via_module);
+        let n_conn = scaled(30);
+        let n_req = scaled(300);
+        let mut runs = vec![];
+        for (label, load, client, ops) in [
+            ("mtls_static", Load::NewConnRequest, &*mtls, n_conn),
+            ("mtls_verify_client", Load::NewConnRequest, &*mtls, n_conn),
+            ("mtls_ours", Load::NewConnRequest, &*mtls, n_conn),
+            ("chain_raw_cert", Load::KeepAlive, &*chain_client, n_req),
+            ("chain_ours", Load::KeepAlive, &*chain_client, n_req),
+            ("alpn_none", Load::NewConnHandshake, &*alpn_client, n_conn),
+            ("alpn_empty", Load::NewConnHandshake, &*alpn_client, n_conn),
+            ("alpn_ours", Load::NewConnHandshake, &*alpn_client, n_conn),
+        ] {
+            runs.push(Counted {
+                label,
+                port: cport(label),
+                load,
+                client,
+                ops,
+            });
+        }
+        let t = Instant::now();
+        md.push_str("\n### Instructions executed by the nginx worker (callgrind)\n\n");
+        match count_instructions(&dir, &conf, &cports, &runs) {
+            Ok(per_op) => {
+                let get = |l: &str| per_op[runs.iter().position(|r| r.label == l).unwrap()];
+                let mut t1 = Table::new(&[
+                    "configuration",
+                    "operation",
+                    "operations counted",
+                    "instructions / operation",
+                ]);
+                for (r, v) in runs.iter().zip(&per_op) {
+                    t1.row(&[
+                        format!("`{}`", r.label),
+                        match r.load {
+                            Load::NewConnRequest => "new mTLS connection + 1 request",
+                            Load::NewConnHandshake => "new connection, handshake only",
+                            Load::KeepAlive => "request on a kept-alive connection",
+                        }
+                        .to_string(),
+                        r.ops.to_string(),
+                        format!("{v:.0}"),
+                    ]);
+                }
+                let mut t2 = Table::new(&[
+                    "comparison",
+                    "instructions ours / baseline",
+                    "throughput bound baseline / ours",
+                    "goal (throughput)",
+                ]);
+                for (what, ours, base, goal) in [
+                    (
+                        "`request_client_certificate(ca)` vs (a) static `optional_no_ca`",
+                        "mtls_ours",
+                        "mtls_static",
+                        0.97,
+                    ),
+                    (
+                        "`request_client_certificate(ca)` vs (b) `ngx.ssl.verify_client(ca, 0)`",
+                        "mtls_ours",
+                        "mtls_verify_client",
+                        1.0,
+                    ),
+                    (
+                        "`get_full_client_certificate_chain()` vs `$ssl_client_raw_cert`",
+                        "chain_ours",
+                        "chain_raw_cert",
+                        0.98,
+                    ),
+                    (
+                        "`disable_http2_alpn()` vs empty client hello block",
+                        "alpn_ours",
+                        "alpn_empty",
+                        0.97,
+                    ),
+                    (
+                        "empty client hello block vs no handler (information)",
+                        "alpn_empty",
+                        "alpn_none",
+                        0.0,
+                    ),
+                ] {
+                    let r = get(ours) / get(base);
+                    let inv = 1.0 / r;
+                    println!("group 3 (nginx worker instructions): {what}: ours/baseline {r:.4}");
+                    t2.row(&[
+                        what.to_string(),
+                        format!("{r:.4}"),
+                        format!("{inv:.4}"),
+                        if goal > 0.0 {
+                            format!("≥ {goal}: {}", stats::verdict(inv >= goal))
+                        } else {
+                            "—".into()
+                        },
+                    ]);
+                    if goal > 0.0 {
+                        summary.push(format!(
+                            "| 3 | {what} (nginx worker instructions per operation, callgrind; throughput bound = baseline/ours) | {inv:.4} | ≥ {goal} | {} |",
+                            stats::verdict(inv >= goal)
+                        ));
+                    }
+                }
+                md.push_str(&format!(
+                    "The same configurations served by one nginx process (no master) run under \
+                     `valgrind --tool=callgrind` with instrumentation off; for each configuration it is \
+                     switched on, the operations are made one at a time by the same client, and the \
+                     counters are dumped. Instructions are what the CPU must execute, so \
+                     baseline/ours bounds the throughput ratio a CPU-bound worker can reach.\n\n{}\n{}",
+                    t1.text, t2.text
+                ));
+            }
+            Err(e) => {
+                println!("group 3 (callgrind): not measured: {e}");
+                md.push_str(&format!("Not measured: {e}.\n"));
+            }
+        }
+        println!("nginx under callgrind: {:.0} s", t.elapsed().as_secs_f64());
+    }
     let bad: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -625,19 +784,153 @@ fn run() -> Result<(), String> {
         ));
         println!("nginx logged errors:\n{}", bad.join("\n"));
     }
-    md.push_str(&format!(
-        "\nEach configuration: {rounds} interleaved runs of {:.1} s from {THREADS} client threads (after one short warm-up run each); \
-         worker CPU is the nginx worker's on-CPU time (/proc/PID/schedstat, ns) during the run divided by the operations of the run. \
-         RSS: the worker's VmRSS before its first run and after its last run, and the highest VmHWM seen \
-         during its runs (reset before each run through /proc/PID/clear_refs).\n",
-        dur.as_secs_f64()
-    ));
     let dirout = stats::out_dir();
     fs::write(dirout.join("group3.md"), md).unwrap();
     fs::write(dirout.join("summary-nginx.md"), summary.join("\n") + "\n").unwrap();
     fs::write(dirout.join("nginx.status"), format!("group3={ok}\n")).unwrap();
     println!("nginx bench: {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The median over rounds of `m[a]`'s rate divided by `m[b]`'s in the same round.
+fn paired_ratio(m: &[Measured], a: usize, b: usize) -> f64 {
+    let per_round: Vec<f64> = m[a]
+        .rates
+        .iter()
+        .zip(&m[b].rates)
+        .map(|(x, y)| x / y)
+        .collect();
+    median(&per_round)
+}
+
+/// One configuration counted under callgrind: label, port, load, client, operations.
+struct Counted<'a> {
+    label: &'a str,
+    port: u16,
+    load: Load,
+    client: &'a Client,
+    ops: usize,
+}
+
+/// Runs a second nginx (no master: the one process is the worker) under callgrind with
+/// instrumentation off; for each of `runs`, turns it on, performs the operations one by
+/// one, dumps the counters and turns it off. Returns instructions per operation per
+/// label, or why it could not.
+fn count_instructions(
+    dir: &Path,
+    conf: &str,
+    ports: &[u16],
+    runs: &[Counted],
+) -> Result<Vec<f64>, String> {
+    let conf = conf.replace("master_process on;", "master_process off;");
+    let cgdir = stats::out_dir().join("callgrind");
+    fs::create_dir_all(&cgdir).unwrap();
+    let out = cgdir.join("nginx.out");
+    for e in fs::read_dir(&cgdir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("nginx.out") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    fs::write(dir.join("nginx-cg.conf"), conf).unwrap();
+    let child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--instr-atstart=no")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(NGINX)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx-cg.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    let pid = child.id();
+    // Reuses Nginx's stop-on-drop (SIGTERM, then SIGKILL) for the valgrind process.
+    let guard = Nginx {
+        master: Some(child),
+        dir: dir.to_path_buf(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for &port in ports {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("nginx under valgrind never opened port {port}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let control = |args: &[&str]| -> Result<(), String> {
+        let st = Command::new("callgrind_control")
+            .args(args)
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("callgrind_control: {e}"))?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("callgrind_control {args:?} failed"))
+        }
+    };
+    let mut buf = Vec::with_capacity(8192);
+    // Warm-up, not counted: lazy initialisations must not land on the first configuration.
+    for r in runs {
+        let mut keep = None;
+        for _ in 0..3 {
+            one_op(r.client, r.port, r.load, &mut buf, &mut keep);
+        }
+    }
+    for r in runs {
+        let mut keep = None;
+        if r.load == Load::KeepAlive {
+            // The connection's handshake and first request are not counted.
+            one_op(r.client, r.port, r.load, &mut buf, &mut keep);
+        }
+        control(&["-i", "on"])?;
+        control(&["-z"])?;
+        for _ in 0..r.ops {
+            one_op(r.client, r.port, r.load, &mut buf, &mut keep);
+        }
+        control(&["-d", r.label])?;
+        control(&["-i", "off"])?;
+        drop(keep);
+    }
+    drop(guard);
+    // Each dump is `nginx.out.N`, its "desc: Trigger: dump LABEL" naming the run.
+    let mut per_op = vec![f64::NAN; runs.len()];
+    for e in fs::read_dir(&cgdir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("nginx.out.") {
+            continue;
+        }
+        let text = fs::read_to_string(e.path()).unwrap_or_default();
+        let label = text
+            .lines()
+            .find_map(|l| l.strip_prefix("desc: Trigger: Client Request: dump "))
+            .or_else(|| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("desc: Trigger: dump "))
+            })
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let total: Option<f64> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary: "))
+            .and_then(|v| v.trim().parse().ok());
+        if let (Some(i), Some(t)) = (runs.iter().position(|r| r.label == label), total) {
+            per_op[i] = t / runs[i].ops as f64;
+        }
+    }
+    if per_op.iter().any(|x| x.is_nan()) {
+        return Err("some callgrind dumps are missing".into());
+    }
+    Ok(per_op)
 }
 
 fn met(b: bool) -> &'static str {
@@ -679,13 +972,13 @@ fn table(
     }
     let mut r = Table::new(&[
         "ratio",
-        &format!("{unit} (medians)"),
+        &format!("{unit}: median of per-round ratios"),
         "per-round ratio p25–p75",
         &format!("{cpu_unit} (medians, inverse)"),
         "goal",
     ]);
     for &(a, b, goal, label) in ratios {
-        let ra = median(&m[a].rates) / median(&m[b].rates);
+        let ra = paired_ratio(m, a, b);
         let per_round: Vec<f64> = m[a]
             .rates
             .iter()

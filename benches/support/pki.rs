@@ -60,6 +60,54 @@ impl Pki {
     }
 }
 
+impl Pki {
+    fn members(&self) -> [(&'static str, &Identity); 5] {
+        [
+            ("root", &self.root),
+            ("int1", &self.int1),
+            ("int2", &self.int2),
+            ("leaf", &self.leaf),
+            ("direct", &self.direct_leaf),
+        ]
+    }
+
+    /// Writes every certificate and key as `<dir>/<prefix>-<member>.{crt,key}`.
+    pub fn save(&self, dir: &std::path::Path, prefix: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, id) in self.members() {
+            std::fs::write(
+                dir.join(format!("{prefix}-{name}.crt")),
+                id.cert.to_pem().unwrap(),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join(format!("{prefix}-{name}.key")),
+                id.key.private_key_to_pem_pkcs8().unwrap(),
+            )
+            .unwrap();
+        }
+    }
+
+    /// Reads what [`Pki::save`] wrote.
+    pub fn load(dir: &std::path::Path, prefix: &str) -> Pki {
+        let get = |name: &str| Identity {
+            cert: X509::from_pem(&std::fs::read(dir.join(format!("{prefix}-{name}.crt"))).unwrap())
+                .unwrap(),
+            key: PKey::private_key_from_pem(
+                &std::fs::read(dir.join(format!("{prefix}-{name}.key"))).unwrap(),
+            )
+            .unwrap(),
+        };
+        Pki {
+            root: get("root"),
+            int1: get("int1"),
+            int2: get("int2"),
+            leaf: get("leaf"),
+            direct_leaf: get("direct"),
+        }
+    }
+}
+
 fn new_key(kind: KeyKind) -> PKey<Private> {
     match kind {
         KeyKind::Rsa2048 => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
