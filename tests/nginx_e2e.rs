@@ -56,15 +56,17 @@ fn allowed(func: &str) -> &'static [&'static str] {
             "log",
         ],
         "set_client_verify" => &["rewrite", "access", "balancer", "response"],
+        "disable_http2_alpn" => &["client_hello"],
         other => panic!("unknown function {other}"),
     }
 }
 
-const FUNCS: [&str; 4] = [
+const FUNCS: [&str; 5] = [
     "request_client_certificate",
     "disable_session_reuse",
     "get_full_client_certificate_chain",
     "set_client_verify",
+    "disable_http2_alpn",
 ];
 
 /// The line of `tests/nginx/kct_e2e.lua` that calls the API: level-2 errors point there.
@@ -99,7 +101,9 @@ fn expected(label: &str, func: &str, chain: Option<&str>) -> String {
         );
     }
     match func {
-        "request_client_certificate" | "disable_session_reuse" => "ok|1|boolean|true".into(),
+        "request_client_certificate" | "disable_session_reuse" | "disable_http2_alpn" => {
+            "ok|1|boolean|true".into()
+        }
         "get_full_client_certificate_chain" => match chain {
             Some(pem) => format!("ok|1|string|{pem}"),
             None => "ok|1|nil|nil".into(),

@@ -13,6 +13,7 @@ local FUNCS = {
   "disable_session_reuse",
   "get_full_client_certificate_chain",
   "set_client_verify",
+  "disable_http2_alpn",
 }
 
 local function read_file(path)
@@ -49,7 +50,7 @@ local function record(key, value)
   end
 end
 
--- Runs the four functions in the current phase and records each outcome under
+-- Runs the five functions in the current phase and records each outcome under
 -- "<prefix>|<phase>|<function>" as "ok|<count>|<type of first>|<first>" or
 -- "err|<where>|<message>"; after set_client_verify, ngx.ctx.CLIENT_VERIFY_OVERRIDE goes
 -- under "<prefix>|<phase>|ctx" (except where ngx.ctx does not exist).
