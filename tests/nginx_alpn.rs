@@ -1,0 +1,787 @@
+//! End to end: `disable_http2_alpn()` inside a stock nginx with `http2` on (Debian's
+//! nginx 1.22.1, lua-nginx-module 0.10.23, OpenSSL 3.0), driven by curl, `openssl
+//! s_client` and a Rust TLS client (with a minimal HTTP/2 client so that the server's own
+//! view of each connection is read back over h2 as well as over HTTP/1.1).
+//!
+//! One nginx, three TLS ports, all on 127.0.0.1:
+//! - `main`: two `server {}` blocks. The default one (`*.a.test`) runs the client hello
+//!   handler, which calls `disable_http2_alpn()` for every SNI name starting with `off-`;
+//!   the second (`*.b.test`) has its own `SSL_CTX`, to which nginx switches on SNI after
+//!   that handler ran (nginx runs `ssl_client_hello_by_lua*` of the default server,
+//!   before SNI). Session tickets on, no session cache (nginx's defaults).
+//! - `hrr`: only P-256 (`ssl_ecdh_curve prime256v1`): a TLS 1.3 client whose first key
+//!   share is X25519 gets a HelloRetryRequest and sends a second ClientHello.
+//! - `ids`: no tickets, a shared session cache: TLS 1.2 session-ID resumption (and TLS 1.3
+//!   stateful tickets).
+//!
+//! Every response reports what nginx saw (`$server_protocol`, `$ssl_alpn_protocol`,
+//! `$ssl_session_reused`, the server block); the handler logs what `disable_http2_alpn()`
+//! returned, once per ClientHello it ran for, under a unique SNI name per case.
+
+mod common;
+mod nginx;
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::{Ssl, SslContext, SslMethod, SslSession, SslVerifyMode, SslVersion};
+use openssl_sys::SSL;
+
+use common::{KeyKind, Pki, VERSIONS};
+use nginx::{Discovery, Nginx};
+
+const H2_HTTP11: &[u8] = b"\x02h2\x08http/1.1";
+const ONLY_H2: &[u8] = b"\x02h2";
+const ONLY_HTTP11: &[u8] = b"\x08http/1.1";
+const GREASE_H2_HTTP11: &[u8] = b"\x02\x0a\x0a\x02h2\x08http/1.1";
+
+const MAIN: usize = 0;
+const HRR: usize = 1;
+const IDS: usize = 2;
+
+fn server_pki() -> &'static Pki {
+    Pki::get("server", KeyKind::EcdsaP256)
+}
+
+fn v(version: SslVersion) -> &'static str {
+    if version == SslVersion::TLS1_3 {
+        "v13"
+    } else {
+        "v12"
+    }
+}
+
+// The server --------------------------------------------------------------------------
+
+/// The handler every default server runs: `disable_http2_alpn()` for `off-*` names,
+/// logging what it returned; a log line for every other name too.
+const CLIENT_HELLO: &str = r#"
+        ssl_client_hello_by_lua_block {
+            local name = require("ngx.ssl.clienthello").get_client_hello_server_name()
+            if name and name:find("^off%-") then
+                local ok, err = require("kong_client_tls").disable_http2_alpn()
+                ngx.log(ngx.NOTICE, "kct-alpn: client_hello ", name,
+                        " disable_http2_alpn returned ", type(ok), " ", tostring(ok),
+                        " ", tostring(err))
+            else
+                ngx.log(ngx.NOTICE, "kct-alpn: client_hello ", tostring(name), " untouched")
+            end
+        }"#;
+
+fn report(block: &str) -> String {
+    format!(
+        "location / {{ return 200 \"block={block} proto=$server_protocol \
+         alpn=$ssl_alpn_protocol tls=$ssl_protocol reused=$ssl_session_reused \
+         sni=$ssl_server_name\\n\"; }}"
+    )
+}
+
+fn tls_server(port: u16, names: &str, extra: &str) -> String {
+    format!(
+        "listen 127.0.0.1:{port} ssl http2;\n        \
+         server_name {names};\n        \
+         ssl_protocols TLSv1.2 TLSv1.3;\n        \
+         ssl_certificate server.pem;\n        \
+         ssl_certificate_key server.key;\n        \
+         {extra}"
+    )
+}
+
+fn alpn_http(p: &[u16]) -> String {
+    format!(
+        r#"
+    server {{
+        {main_a}
+        {CLIENT_HELLO}
+        {report_a}
+    }}
+
+    # Same port, another server block and so another SSL_CTX; no client hello handler of
+    # its own: the default server's runs, before SNI selects this block.
+    server {{
+        {main_b}
+        {report_b}
+    }}
+
+    server {{
+        {hrr}
+        {CLIENT_HELLO}
+        {report_hrr}
+    }}
+
+    server {{
+        {ids}
+        {CLIENT_HELLO}
+        {report_ids}
+    }}
+"#,
+        main_a = tls_server(p[MAIN], "*.a.test", "ssl_session_tickets on;"),
+        report_a = report("A"),
+        main_b = tls_server(p[MAIN], "*.b.test", "ssl_session_tickets on;"),
+        report_b = report("B"),
+        hrr = tls_server(p[HRR], "*.a.test", "ssl_ecdh_curve prime256v1;"),
+        report_hrr = report("HRR"),
+        ids = tls_server(
+            p[IDS],
+            "*.a.test",
+            "ssl_session_tickets off;\n        ssl_session_cache shared:ids:1m;"
+        ),
+        report_ids = report("IDS"),
+    )
+}
+
+/// What the handler logged for `name`: one entry per run.
+fn handler_runs(log: &str, name: &str) -> Vec<String> {
+    let needle = format!("kct-alpn: client_hello {name} ");
+    log.lines()
+        .filter_map(|l| l.split_once(&needle).map(|(_, rest)| rest.to_string()))
+        .map(|rest| rest.split(',').next().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts the handler ran exactly once for `name` and what it did there.
+fn assert_handler(nginx: &Nginx, name: &str) {
+    let runs = handler_runs(&nginx.error_log(), name);
+    let want = if name.starts_with("off-") {
+        "disable_http2_alpn returned boolean true nil"
+    } else {
+        "untouched"
+    };
+    assert_eq!(
+        runs,
+        vec![want.to_string()],
+        "client hello handler for {name}"
+    );
+}
+
+// The Rust client ---------------------------------------------------------------------
+
+extern "C" {
+    fn SSL_set_msg_callback(
+        ssl: *mut SSL,
+        cb: Option<
+            unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void),
+        >,
+    );
+    fn SSL_ctrl(
+        ssl: *mut SSL,
+        cmd: c_int,
+        larg: std::ffi::c_long,
+        parg: *mut c_void,
+    ) -> std::ffi::c_long;
+}
+const SSL_CTRL_SET_MSG_CALLBACK_ARG: c_int = 16;
+
+unsafe extern "C" fn count_sent_client_hellos(
+    write_p: c_int,
+    _version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    _ssl: *mut SSL,
+    arg: *mut c_void,
+) {
+    if write_p == 1 && content_type == 22 && len > 0 && *buf.cast::<u8>() == 1 {
+        (*arg.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Hello<'a> {
+    port: u16,
+    sni: &'a str,
+    version: SslVersion,
+    alpn: Option<&'a [u8]>,
+    groups: Option<&'a str>,
+    session: Option<&'a SslSession>,
+}
+
+impl<'a> Hello<'a> {
+    fn new(port: u16, sni: &'a str, version: SslVersion, alpn: Option<&'a [u8]>) -> Self {
+        Hello {
+            port,
+            sni,
+            version,
+            alpn,
+            groups: None,
+            session: None,
+        }
+    }
+}
+
+struct Outcome {
+    /// The protocol the client's handshake selected.
+    alpn: Option<String>,
+    /// The client resumed the session it offered.
+    reused: bool,
+    client_hellos: usize,
+    /// What nginx reported (`key=value` of the location's body).
+    server: HashMap<String, String>,
+    session: Option<SslSession>,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("alpn", &self.alpn)
+            .field("reused", &self.reused)
+            .field("client_hellos", &self.client_hellos)
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl Outcome {
+    fn server(&self, key: &str) -> &str {
+        self.server
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {self:?}"))
+    }
+}
+
+/// A handshake, then `GET /` over whatever ALPN selected (HTTP/2 for `h2`, else
+/// HTTP/1.1); `Err` with OpenSSL's message when the handshake fails.
+fn fetch(h: &Hello) -> Result<Outcome, String> {
+    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
+    ctx.set_min_proto_version(Some(h.version)).unwrap();
+    ctx.set_max_proto_version(Some(h.version)).unwrap();
+    ctx.set_verify(SslVerifyMode::NONE);
+    if let Some(alpn) = h.alpn {
+        ctx.set_alpn_protos(alpn).unwrap();
+    }
+    if let Some(groups) = h.groups {
+        ctx.set_groups_list(groups).unwrap();
+    }
+    let ctx = ctx.build();
+    // Declared before the stream, so it outlives it (the message callback points to it).
+    let sent = Box::new(AtomicUsize::new(0));
+    let mut ssl = Ssl::new(&ctx).unwrap();
+    ssl.set_hostname(h.sni).unwrap();
+    if let Some(session) = h.session {
+        // SAFETY: the session comes from a client with the same settings.
+        unsafe { ssl.set_session(session).unwrap() };
+    }
+    // SAFETY: live SSL; `sent` outlives it.
+    unsafe {
+        SSL_set_msg_callback(ssl.as_ptr(), Some(count_sent_client_hellos));
+        SSL_ctrl(
+            ssl.as_ptr(),
+            SSL_CTRL_SET_MSG_CALLBACK_ARG,
+            0,
+            std::ptr::from_ref::<AtomicUsize>(&sent).cast_mut().cast(),
+        );
+    }
+    let tcp = TcpStream::connect(("127.0.0.1", h.port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut stream = ssl.connect(tcp).map_err(|e| e.to_string())?;
+    let alpn = stream
+        .ssl()
+        .selected_alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let body = if alpn.as_deref() == Some("h2") {
+        h2_get(&mut stream, h.sni)
+    } else {
+        http11_get(&mut stream, h.sni)
+    };
+    let _ = stream.shutdown();
+    let ssl = stream.ssl();
+    let server = body
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Ok(Outcome {
+        alpn,
+        reused: ssl.session_reused(),
+        client_hellos: sent.load(Ordering::SeqCst),
+        server,
+        session: ssl.session().map(|s| s.to_owned()),
+    })
+}
+
+fn http11_get(stream: &mut impl ReadWrite, host: &str) -> String {
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => panic!("reading the HTTP/1.1 response: {e}"),
+        }
+    }
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP/1.1 response");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    body.to_string()
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A minimal HTTP/2 `GET /`: preface, empty SETTINGS, one HEADERS frame (HPACK without
+/// Huffman coding), then the DATA of stream 1 until END_STREAM.
+fn h2_get(stream: &mut impl ReadWrite, host: &str) -> String {
+    fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream_id.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    assert!(host.len() < 127);
+    // :method GET, :scheme https, :path /, then :authority (literal, indexed name 1).
+    let mut block = vec![0x82, 0x87, 0x84, 0x41, host.len() as u8];
+    block.extend_from_slice(host.as_bytes());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    out.extend(frame(1, 0x5, 1, &block)); // END_STREAM | END_HEADERS
+    stream.write_all(&out).unwrap();
+
+    let mut read_exact = |n: usize| {
+        let mut buf = vec![0u8; n];
+        stream.read_exact(&mut buf).expect("an HTTP/2 frame");
+        buf
+    };
+    let (mut status_200, mut body) = (false, Vec::new());
+    loop {
+        let head = read_exact(9);
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let (kind, flags) = (head[3], head[4]);
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let payload = read_exact(len);
+        match (kind, id) {
+            (7, _) => panic!("GOAWAY: {payload:?}"),
+            (3, 1) => panic!("RST_STREAM: {payload:?}"),
+            // :status 200 is entry 8 of the static table; nginx sends it indexed.
+            (1, 1) => status_200 = payload.first() == Some(&0x88),
+            (0, 1) => body.extend_from_slice(&payload),
+            _ => {}
+        }
+        if id == 1 && (kind == 0 || kind == 1) && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    assert!(status_200, "HTTP/2 :status 200");
+    String::from_utf8(body).unwrap()
+}
+
+// curl and openssl s_client -----------------------------------------------------------
+
+/// `curl --http2` over exactly `version`; returns (stdout, stderr).
+fn curl_http2(port: u16, name: &str, version: SslVersion) -> (String, String) {
+    let flags: &[&str] = if version == SslVersion::TLS1_3 {
+        &["--tlsv1.3"]
+    } else {
+        &["--tlsv1.2", "--tls-max", "1.2"]
+    };
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "-k", "--http2", "--max-time", "20"])
+        .args(flags)
+        .arg("--resolve")
+        .arg(format!("{name}:{port}:127.0.0.1"))
+        .args(["-w", "http_version=%{http_version}\n"])
+        .arg(format!("https://{name}:{port}/"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "curl {name}: {stderr}");
+    (stdout, stderr)
+}
+
+struct SClient {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// `openssl s_client` over exactly `version`, sending `request` (then waiting for the
+/// server to close) or nothing.
+fn s_client(
+    port: u16,
+    name: &str,
+    version: SslVersion,
+    extra: &[&str],
+    request: Option<&str>,
+) -> SClient {
+    let flag = if version == SslVersion::TLS1_3 {
+        "-tls1_3"
+    } else {
+        "-tls1_2"
+    };
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", flag, "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", name])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if request.is_some() {
+        cmd.arg("-ign_eof").stdin(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    let mut child = cmd.spawn().expect("openssl s_client runs");
+    if let Some(request) = request {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    SClient {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn s_client_alpn(out: &SClient) -> &str {
+    if out.stdout.contains("No ALPN negotiated") {
+        return "none";
+    }
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ALPN protocol: "))
+        .unwrap_or_else(|| panic!("no ALPN line:\n{}\n{}", out.stdout, out.stderr))
+}
+
+// The tests ---------------------------------------------------------------------------
+
+fn start() -> Nginx {
+    Nginx::start(
+        "alpn",
+        Discovery::Cpath,
+        3,
+        &nginx::server_files(server_pki()),
+        &alpn_http,
+    )
+}
+
+/// Runs every case against one nginx (one start-up for the whole file).
+#[test]
+fn disable_http2_alpn_in_nginx() {
+    let nginx = start();
+    full_handshakes(&nginx);
+    curl_and_s_client(&nginx);
+    hello_retry_request(&nginx);
+    resumptions(&nginx);
+    s_client_resumptions(&nginx);
+    let log = nginx.error_log();
+    assert!(
+        !log.contains("[error]") && !log.contains("[warn]"),
+        "unexpected errors in the log:\n{log}"
+    );
+    nginx.finish();
+}
+
+/// Full handshakes with the Rust client: every offer, both TLS versions, the default
+/// server block and the one SNI switches to.
+fn full_handshakes(nginx: &Nginx) {
+    let port = nginx.port(MAIN);
+    for version in VERSIONS {
+        let offers: [(&str, Option<&[u8]>, &str, &str); 5] = [
+            ("h2-http11", Some(H2_HTTP11), "http/1.1", "h2"),
+            ("grease", Some(GREASE_H2_HTTP11), "http/1.1", "h2"),
+            ("http11", Some(ONLY_HTTP11), "http/1.1", "http/1.1"),
+            ("none", None, "none", "none"),
+            ("only-h2", Some(ONLY_H2), "alert", "h2"),
+        ];
+        for (what, offer, off_gets, on_gets) in offers {
+            for block in ["a", "b"] {
+                for (switch, want) in [("off", off_gets), ("on", on_gets)] {
+                    let name = format!("{switch}-full-{what}-{}.{block}.test", v(version));
+                    let ctx = format!("{name} offering {what}");
+                    let got = fetch(&Hello::new(port, &name, version, offer));
+                    assert_handler(nginx, &name);
+                    if want == "alert" {
+                        let err = got.err().unwrap_or_else(|| panic!("{ctx}: handshake ok"));
+                        assert!(err.contains("no application protocol"), "{ctx}: {err}");
+                        continue;
+                    }
+                    let got = got.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                    assert_eq!(got.alpn.as_deref().unwrap_or("none"), want, "{ctx}");
+                    assert_eq!(got.server("block"), block.to_uppercase(), "{ctx}");
+                    assert_eq!(got.server("sni"), name, "{ctx}");
+                    assert_eq!(got.server("tls"), nginx::tls_label(version), "{ctx}");
+                    let (proto, alpn) = match want {
+                        "h2" => ("HTTP/2.0", "h2"),
+                        "http/1.1" => ("HTTP/1.1", "http/1.1"),
+                        _ => ("HTTP/1.1", ""),
+                    };
+                    assert_eq!(got.server("proto"), proto, "{ctx}");
+                    assert_eq!(got.server("alpn"), alpn, "{ctx}");
+                    assert_eq!(got.client_hellos, 1, "{ctx}");
+                }
+            }
+        }
+    }
+}
+
+/// curl `--http2` and `openssl s_client -alpn`, both server blocks.
+fn curl_and_s_client(nginx: &Nginx) {
+    let port = nginx.port(MAIN);
+    for version in VERSIONS {
+        for block in ["a", "b"] {
+            for (switch, http_version, alpn, proto) in [
+                ("off", "1.1", "http/1.1", "HTTP/1.1"),
+                ("on", "2", "h2", "HTTP/2.0"),
+            ] {
+                let name = format!("{switch}-curl-{}.{block}.test", v(version));
+                let (out, err) = curl_http2(port, &name, version);
+                assert_handler(nginx, &name);
+                assert!(
+                    err.contains(&format!("ALPN: server accepted {alpn}")),
+                    "{name}: {err}"
+                );
+                let block_up = block.to_uppercase();
+                assert!(
+                    out.contains(&format!("block={block_up} proto={proto} alpn={alpn} ")),
+                    "{name}: {out}"
+                );
+                assert!(
+                    out.ends_with(&format!("\nhttp_version={http_version}\n")),
+                    "{name}: {out}"
+                );
+
+                let name = format!("{switch}-sclient-both-{}.{block}.test", v(version));
+                let out = s_client(port, &name, version, &["-alpn", "h2,http/1.1"], None);
+                assert_handler(nginx, &name);
+                assert!(out.ok, "{name}: {}", out.stderr);
+                assert_eq!(s_client_alpn(&out), alpn, "{name}");
+
+                let name = format!("{switch}-sclient-h2-{}.{block}.test", v(version));
+                let out = s_client(port, &name, version, &["-alpn", "h2"], None);
+                assert_handler(nginx, &name);
+                if switch == "off" {
+                    assert!(!out.ok, "{name}: handshake must fail:\n{}", out.stdout);
+                    assert!(
+                        out.stderr.contains("no application protocol"),
+                        "{name}: {}",
+                        out.stderr
+                    );
+                } else {
+                    assert!(out.ok, "{name}: {}", out.stderr);
+                    assert_eq!(s_client_alpn(&out), "h2", "{name}");
+                }
+
+                let name = format!("{switch}-sclient-none-{}.{block}.test", v(version));
+                let out = s_client(port, &name, version, &[], None);
+                assert_handler(nginx, &name);
+                assert!(out.ok, "{name}: {}", out.stderr);
+                assert_eq!(s_client_alpn(&out), "none", "{name}");
+            }
+        }
+    }
+}
+
+/// Server P-256 only, client X25519 first: two ClientHellos, one handler run.
+fn hello_retry_request(nginx: &Nginx) {
+    let port = nginx.port(HRR);
+    let v13 = SslVersion::TLS1_3;
+    for (switch, want) in [("off", "http/1.1"), ("on", "h2")] {
+        let name = format!("{switch}-hrr-rust.a.test");
+        let mut hello = Hello::new(port, &name, v13, Some(H2_HTTP11));
+        hello.groups = Some("X25519:P-256");
+        let got = fetch(&hello).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got.client_hellos, 2, "{name}: a HelloRetryRequest");
+        assert_handler(nginx, &name);
+        assert_eq!(got.alpn.as_deref(), Some(want), "{name}");
+        assert_eq!(got.server("alpn"), want, "{name}");
+        assert_eq!(got.server("block"), "HRR", "{name}");
+
+        // Without the retry (P-256 first), as a control of the control.
+        let name = format!("{switch}-hrr-none.a.test");
+        let mut hello = Hello::new(port, &name, v13, Some(H2_HTTP11));
+        hello.groups = Some("P-256:X25519");
+        let got = fetch(&hello).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got.client_hellos, 1, "{name}");
+        assert_eq!(got.alpn.as_deref(), Some(want), "{name}");
+
+        let name = format!("{switch}-hrr-sclient.a.test");
+        let out = s_client(
+            port,
+            &name,
+            v13,
+            &["-groups", "X25519:P-256", "-msg", "-alpn", "h2,http/1.1"],
+            None,
+        );
+        assert!(out.ok, "{name}: {}", out.stderr);
+        assert_handler(nginx, &name);
+        let sent = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(">>> ") && l.contains("ClientHello"))
+            .count();
+        assert_eq!(sent, 2, "{name}: two ClientHellos:\n{}", out.stdout);
+        // s_client -msg names the HelloRetryRequest a ServerHello (it is one on the wire).
+        let received = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("<<< ") && l.contains("ServerHello"))
+            .count();
+        assert_eq!(received, 2, "{name}: HelloRetryRequest, ServerHello");
+        assert_eq!(s_client_alpn(&out), want, "{name}");
+    }
+    // Offering only h2, the first ClientHello already gets the alert.
+    let name = "off-hrr-only-h2.a.test";
+    let mut hello = Hello::new(port, name, v13, Some(ONLY_H2));
+    hello.groups = Some("X25519:P-256");
+    let err = fetch(&hello).expect_err("only h2 must fail");
+    assert!(err.contains("no application protocol"), "{name}: {err}");
+    assert_handler(nginx, name);
+}
+
+/// TLS 1.2 ticket and session-ID resumptions are kept (and get http/1.1); a TLS 1.3
+/// resumption offering h2 on a disabled name becomes a clean full handshake.
+fn resumptions(nginx: &Nginx) {
+    // (label, port, version, offer on resumption, an off name resumes?, on name gets)
+    let cases: [(&str, usize, SslVersion, &[u8], bool, &str); 7] = [
+        ("ticket", MAIN, SslVersion::TLS1_2, H2_HTTP11, true, "h2"),
+        ("id", IDS, SslVersion::TLS1_2, H2_HTTP11, true, "h2"),
+        ("ticket", MAIN, SslVersion::TLS1_3, H2_HTTP11, false, "h2"),
+        ("id", IDS, SslVersion::TLS1_3, H2_HTTP11, false, "h2"),
+        (
+            "ticket-grease",
+            MAIN,
+            SslVersion::TLS1_3,
+            GREASE_H2_HTTP11,
+            false,
+            "h2",
+        ),
+        (
+            "ticket-http11",
+            MAIN,
+            SslVersion::TLS1_3,
+            ONLY_HTTP11,
+            true,
+            "http/1.1",
+        ),
+        (
+            "ticket-hrr",
+            HRR,
+            SslVersion::TLS1_3,
+            H2_HTTP11,
+            false,
+            "h2",
+        ),
+    ];
+    for (what, port_index, version, offer, off_resumed, on_alpn) in cases {
+        let port = nginx.port(port_index);
+        let hrr = port_index == HRR;
+        for (switch, resumed, alpn) in [("off", off_resumed, "http/1.1"), ("on", true, on_alpn)] {
+            let first_name = format!("{switch}-resume-{what}-{}-first.a.test", v(version));
+            let mut first = Hello::new(port, &first_name, version, Some(H2_HTTP11));
+            if hrr {
+                first.groups = Some("X25519:P-256");
+            }
+            let got = fetch(&first).unwrap_or_else(|e| panic!("{first_name}: {e}"));
+            assert!(!got.reused, "{first_name}");
+            assert_handler(nginx, &first_name);
+            let session = got.session.expect("a session");
+
+            // The same SNI name as the session; the handler logs by name, so count its
+            // runs before and after.
+            let name = first_name.clone();
+            let before = handler_runs(&nginx.error_log(), &name).len();
+            let mut again = Hello::new(port, &name, version, Some(offer));
+            again.session = Some(&session);
+            if hrr {
+                again.groups = Some("X25519:P-256");
+            }
+            let ctx = format!("{name}: resumption offering {offer:?}");
+            let got = fetch(&again).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let runs = handler_runs(&nginx.error_log(), &name);
+            assert_eq!(runs.len(), before + 1, "{ctx}: one handler run");
+            if switch == "off" {
+                assert_eq!(
+                    runs.last().unwrap(),
+                    "disable_http2_alpn returned boolean true nil"
+                );
+            }
+            assert_eq!(got.reused, resumed, "{ctx}: client resumed?");
+            let reused = if resumed { "r" } else { "." };
+            assert_eq!(got.server("reused"), reused, "{ctx}: $ssl_session_reused");
+            assert_eq!(got.alpn.as_deref(), Some(alpn), "{ctx}");
+            assert_eq!(got.server("alpn"), alpn, "{ctx}");
+            let proto = if alpn == "h2" { "HTTP/2.0" } else { "HTTP/1.1" };
+            assert_eq!(got.server("proto"), proto, "{ctx}");
+            if hrr {
+                assert_eq!(got.client_hellos, 2, "{ctx}: a HelloRetryRequest");
+            }
+        }
+    }
+}
+
+/// The same with `openssl s_client -sess_out/-sess_in` and an HTTP/1.1 request.
+fn s_client_resumptions(nginx: &Nginx) {
+    let dir: &Path = &nginx.dir;
+    for version in VERSIONS {
+        for (switch, want_alpn, resumed) in [
+            ("off", "http/1.1", version == SslVersion::TLS1_2),
+            ("on", "h2", true),
+        ] {
+            let name = format!("{switch}-sclient-resume-{}.a.test", v(version));
+            let sess = dir.join(format!("{name}.sess"));
+            let sess = sess.to_str().unwrap();
+            let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+            let first = s_client(
+                nginx.port(MAIN),
+                &name,
+                version,
+                &["-alpn", "h2,http/1.1", "-sess_out", sess],
+                Some(&request),
+            );
+            assert!(first.ok, "{name}: {}", first.stderr);
+            assert!(
+                first.stdout.contains("New, TLSv1."),
+                "{name}: {}",
+                first.stdout
+            );
+            assert_eq!(s_client_alpn(&first), want_alpn, "{name}");
+            let again = s_client(
+                nginx.port(MAIN),
+                &name,
+                version,
+                &["-alpn", "h2,http/1.1", "-sess_in", sess],
+                Some(&request),
+            );
+            assert!(again.ok, "{name}: {}", again.stderr);
+            let want = if resumed {
+                "Reused, TLSv1."
+            } else {
+                "New, TLSv1."
+            };
+            assert!(again.stdout.contains(want), "{name}: {}", again.stdout);
+            assert_eq!(s_client_alpn(&again), want_alpn, "{name} resumed");
+            if switch == "off" {
+                let reused = if resumed { "r" } else { "." };
+                assert!(
+                    again.stdout.contains(&format!(
+                        "block=A proto=HTTP/1.1 alpn=http/1.1 tls={} reused={reused} ",
+                        nginx::tls_label(version)
+                    )),
+                    "{name}: {}",
+                    again.stdout
+                );
+            }
+            let runs = handler_runs(&nginx.error_log(), &name);
+            assert_eq!(runs.len(), 2, "{name}: one handler run per connection");
+        }
+    }
+}
