@@ -17,6 +17,8 @@
 //! Every response reports what nginx saw (`$server_protocol`, `$ssl_alpn_protocol`,
 //! `$ssl_session_reused`, the server block); the handler logs what `disable_http2_alpn()`
 //! returned, once per ClientHello it ran for, under a unique SNI name per case.
+//! `KCT_SHOW_LOG=1 cargo test --release --test nginx_alpn -- --nocapture` prints nginx's
+//! error log.
 
 mod common;
 mod nginx;
@@ -483,6 +485,9 @@ fn disable_http2_alpn_in_nginx() {
     resumptions(&nginx);
     s_client_resumptions(&nginx);
     let log = nginx.error_log();
+    if std::env::var_os("KCT_SHOW_LOG").is_some() {
+        eprintln!("{log}");
+    }
     assert!(
         !log.contains("[error]") && !log.contains("[warn]"),
         "unexpected errors in the log:\n{log}"
@@ -650,16 +655,18 @@ fn hello_retry_request(nginx: &Nginx) {
 /// TLS 1.2 ticket and session-ID resumptions are kept (and get http/1.1); a TLS 1.3
 /// resumption offering h2 on a disabled name becomes a clean full handshake.
 fn resumptions(nginx: &Nginx) {
-    // (label, port, version, offer on resumption, an off name resumes?, on name gets)
-    let cases: [(&str, usize, SslVersion, &[u8], bool, &str); 7] = [
-        ("ticket", MAIN, SslVersion::TLS1_2, H2_HTTP11, true, "h2"),
-        ("id", IDS, SslVersion::TLS1_2, H2_HTTP11, true, "h2"),
-        ("ticket", MAIN, SslVersion::TLS1_3, H2_HTTP11, false, "h2"),
-        ("id", IDS, SslVersion::TLS1_3, H2_HTTP11, false, "h2"),
+    use SslVersion as V;
+    /// (label, port, version, offer on resumption, an off name resumes?, on name gets)
+    type Case = (&'static str, usize, V, &'static [u8], bool, &'static str);
+    let cases: [Case; 7] = [
+        ("ticket", MAIN, V::TLS1_2, H2_HTTP11, true, "h2"),
+        ("id", IDS, V::TLS1_2, H2_HTTP11, true, "h2"),
+        ("ticket", MAIN, V::TLS1_3, H2_HTTP11, false, "h2"),
+        ("id", IDS, V::TLS1_3, H2_HTTP11, false, "h2"),
         (
             "ticket-grease",
             MAIN,
-            SslVersion::TLS1_3,
+            V::TLS1_3,
             GREASE_H2_HTTP11,
             false,
             "h2",
@@ -667,19 +674,12 @@ fn resumptions(nginx: &Nginx) {
         (
             "ticket-http11",
             MAIN,
-            SslVersion::TLS1_3,
+            V::TLS1_3,
             ONLY_HTTP11,
             true,
             "http/1.1",
         ),
-        (
-            "ticket-hrr",
-            HRR,
-            SslVersion::TLS1_3,
-            H2_HTTP11,
-            false,
-            "h2",
-        ),
+        ("ticket-hrr", HRR, V::TLS1_3, H2_HTTP11, false, "h2"),
     ];
     for (what, port_index, version, offer, off_resumed, on_alpn) in cases {
         let port = nginx.port(port_index);
