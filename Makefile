@@ -118,7 +118,7 @@ bench: deps build
 	$(CARGO) bench --bench calls
 	$(CARGO) bench --bench nginx
 	sh benches/report.sh $(BENCH_DIR) > BENCHMARKS.md
-	@echo "== wrote BENCHMARKS.md; summary:"; cat $(BENCH_DIR)/summary-*.md
+	@echo "== wrote BENCHMARKS.md; summary:"; sed -n '/^## Summary/,/^## Group 1/p' BENCHMARKS.md | grep '^|'
 
 clean:
 	$(CARGO) clean

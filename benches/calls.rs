@@ -40,6 +40,15 @@ use memtls::{handshake, set_cert_hook, set_client_hello_hook, Hook};
 use pki::{KeyKind, Pki};
 use stats::{fmt_us, median, scaled, Paired, Table};
 
+/// `println!` in bench mode only: a smoke run's single samples prove nothing.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if stats::bench_mode() {
+            println!($($t)*);
+        }
+    };
+}
+
 const KINDS: [KeyKind; 2] = [KeyKind::EcdsaP256, KeyKind::Rsa2048];
 const VERSIONS: [(SslVersion, &str); 2] = [
     (SslVersion::TLS1_3, "TLS 1.3"),
@@ -308,12 +317,12 @@ fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         "goal ≤ 1.01",
     ]);
     let mut all_met = true;
-    println!("group 1: handshake with call / without (CPU time, median of paired ratios)");
+    say!("group 1: handshake with call / without (CPU time, median of paired ratios)");
     for r in &rows {
         let ratio = r.paired.ratio();
         let met = ratio <= 1.01;
         all_met &= met;
-        println!(
+        say!(
             "  {:<22} {:<60} ratio {:.4}  (p25–p75 {})  {}",
             r.setup,
             r.call,
@@ -459,7 +468,7 @@ fn group2(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         "goal",
     ]);
     let mut all_met = true;
-    println!("group 2: chain retrieval, leaf + 2 intermediates");
+    say!("group 2: chain retrieval, leaf + 2 intermediates");
     for keys in all_keys {
         let version = SslVersion::TLS1_3;
         let ca = &keys.client.root.cert;
@@ -554,7 +563,7 @@ fn group2(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         let m2 = rep_speedup >= 20.0;
         let m3 = rep_vs_memcpy <= 3.0;
         all_met &= m1 && m2 && m3;
-        println!(
+        say!(
             "  {chain_label}: first call / anchor {first_r:.3} ({}); anchor / repeated {rep_speedup:.1}x ({}); repeated / memcpy {rep_vs_memcpy:.2} ({}); get0+copy / memcpy {get0_vs_memcpy:.2}",
             if m1 { "met" } else { "MISSED" },
             if m2 { "met" } else { "MISSED" },
@@ -723,7 +732,12 @@ fn instr_child(args: &[String]) {
         let mut buf = vec![0u8; 64 * 1024];
         // One warm-up call (first-use initialisation), then one call per connection.
         kct_measured_chain_warmup(f, ssls[0], &mut buf);
-        kct_measured_chain(f, &ssls[1..], &mut buf);
+        if std::env::var_os("KCT_REPEAT").is_some() {
+            // Profiling aid: the repeated call, N times on the warmed-up connection.
+            kct_measured_chain(f, &vec![ssls[0]; n], &mut buf);
+        } else {
+            kct_measured_chain(f, &ssls[1..], &mut buf);
+        }
         return;
     }
     let mode = MODES.iter().find(|(_, n)| *n == args[2]).unwrap().0;
@@ -921,15 +935,18 @@ fn main() {
     }
     let mut summary = vec![];
     let mut g1 = String::new();
-    let met1 = group1(bench, &all_keys, &mut g1, &mut summary);
+    // KCT_BENCH_SKIP=1,2,instr skips parts (for working on one group).
+    let skip = std::env::var("KCT_BENCH_SKIP").unwrap_or_default();
+    let skip = |part: &str| skip.split(',').any(|p| p == part);
+    let met1 = skip("1") || group1(bench, &all_keys, &mut g1, &mut summary);
     let mut g2 = String::new();
-    let met2 = group2(bench, &all_keys, &mut g2, &mut summary);
+    let met2 = skip("2") || group2(bench, &all_keys, &mut g2, &mut summary);
     if !bench {
         println!("calls bench: smoke run only (run with --bench to measure)");
         return;
     }
     let mut g1i = String::new();
-    if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() {
+    if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() && !skip("instr") {
         instructions(&pki_dir, &mut g1i, &mut summary);
     }
     let dir = stats::out_dir();

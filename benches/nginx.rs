@@ -649,8 +649,8 @@ fn run() -> Result<(), String> {
         let cports = free_ports(names.len());
         let cport = |name: &str| cports[names.iter().position(|n| *n == name).unwrap()];
         let conf = nginx_conf(&dir, &lib, &|n| cport(n), have_alpn, alpn_via_module);
-        let n_conn = scaled(30);
-        let n_req = scaled(300);
+        let n_conn = scaled(60);
+        let n_req = scaled(1500);
         let mut runs = vec![];
         for (label, load, client, ops) in [
             ("mtls_static", Load::NewConnRequest, &*mtls, n_conn),
@@ -678,7 +678,7 @@ fn run() -> Result<(), String> {
                 let mut t1 = Table::new(&[
                     "configuration",
                     "operation",
-                    "operations counted",
+                    "operations counted (2 passes)",
                     "instructions / operation",
                 ]);
                 for (r, v) in runs.iter().zip(&per_op) {
@@ -690,7 +690,7 @@ fn run() -> Result<(), String> {
                             Load::KeepAlive => "request on a kept-alive connection",
                         }
                         .to_string(),
-                        r.ops.to_string(),
+                        format!("2 × {}", r.ops),
                         format!("{v:.0}"),
                     ]);
                 }
@@ -756,7 +756,8 @@ fn run() -> Result<(), String> {
                     "The same configurations served by one nginx process (no master) run under \
                      `valgrind --tool=callgrind` with instrumentation off; for each configuration it is \
                      switched on, the operations are made one at a time by the same client, and the \
-                     counters are dumped. Instructions are what the CPU must execute, so \
+                     counters are dumped; all configurations run once forward and once in reverse \
+                     order (after an uncounted warm-up), and the two counts are added. Instructions are what the CPU must execute, so \
                      baseline/ours bounds the throughput ratio a CPU-bound worker can reach.\n\n{}\n{}",
                     t1.text, t2.text
                 ));
@@ -885,7 +886,11 @@ fn count_instructions(
             one_op(r.client, r.port, r.load, &mut buf, &mut keep);
         }
     }
-    for r in runs {
+    // Two passes, forward then backward, so that no configuration always runs on the
+    // heap and caches its predecessor left; the two dumps of each are added.
+    let order: Vec<usize> = (0..runs.len()).chain((0..runs.len()).rev()).collect();
+    for (k, &i) in order.iter().enumerate() {
+        let r = &runs[i];
         let mut keep = None;
         if r.load == Load::KeepAlive {
             // The connection's handshake and first request are not counted.
@@ -896,13 +901,13 @@ fn count_instructions(
         for _ in 0..r.ops {
             one_op(r.client, r.port, r.load, &mut buf, &mut keep);
         }
-        control(&["-d", r.label])?;
+        control(&["-d", &format!("{}#{}", r.label, k / runs.len())])?;
         control(&["-i", "off"])?;
         drop(keep);
     }
     drop(guard);
     // Each dump is `nginx.out.N`, its "desc: Trigger: dump LABEL" naming the run.
-    let mut per_op = vec![f64::NAN; runs.len()];
+    let mut totals = vec![(0.0f64, 0usize); runs.len()];
     for e in fs::read_dir(&cgdir).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if !name.starts_with("nginx.out.") {
@@ -918,19 +923,27 @@ fn count_instructions(
             })
             .unwrap_or("")
             .trim()
+            .split('#')
+            .next()
+            .unwrap_or("")
             .to_string();
         let total: Option<f64> = text
             .lines()
             .find_map(|l| l.strip_prefix("summary: "))
             .and_then(|v| v.trim().parse().ok());
         if let (Some(i), Some(t)) = (runs.iter().position(|r| r.label == label), total) {
-            per_op[i] = t / runs[i].ops as f64;
+            totals[i].0 += t;
+            totals[i].1 += 1;
         }
     }
-    if per_op.iter().any(|x| x.is_nan()) {
+    if totals.iter().any(|t| t.1 != 2) {
         return Err("some callgrind dumps are missing".into());
     }
-    Ok(per_op)
+    Ok(totals
+        .iter()
+        .zip(runs)
+        .map(|(t, r)| t.0 / (2 * r.ops) as f64)
+        .collect())
 }
 
 fn met(b: bool) -> &'static str {
