@@ -25,21 +25,20 @@ const NULL_LEN: Error = Error(c"len must not be NULL");
 const NULL_BUF: Error = Error(c"buf is NULL but *len is not 0");
 const PEM_ENCODING: Error = Error(c"cannot PEM-encode the client certificate chain");
 
-/// The encoded chain of one connection, kept in the memory BIO it was written to (no
-/// copy); the BIO's bytes end with a NUL that [`CachedChain::pem`] excludes.
+/// The encoded chain of one connection; `pem` ends with a NUL that [`CachedChain::pem`]
+/// excludes.
 struct CachedChain {
     leaf: X509,
-    pem: MemBio,
+    pem: Box<[u8]>,
 }
 
 impl CachedChain {
     fn pem_with_nul(&self) -> &[u8] {
-        self.pem.contents()
+        &self.pem
     }
 
     fn pem(&self) -> &[u8] {
-        let bytes = self.pem_with_nul();
-        &bytes[..bytes.len().saturating_sub(1)]
+        &self.pem[..self.pem.len() - 1]
     }
 }
 
@@ -67,82 +66,13 @@ fn cached_chain(ssl: &mut SslRef) -> Result<Option<&CachedChain>, Error> {
     Ok(ssl.ex_data(index))
 }
 
-/// PEM of `leaf` then `chain`, NUL-terminated, in one memory BIO (as lua-kong-nginx-module
-/// writes it, but kept rather than copied out).
+/// PEM of `leaf` then `chain`, NUL-terminated. Server side, OpenSSL's peer chain omits
+/// the leaf (`server_ssl` guarantees the side).
 fn encode_chain<'a>(
     leaf: &'a X509Ref,
     chain: impl Iterator<Item = &'a X509Ref>,
-) -> Result<MemBio, Error> {
-    let bio = MemBio::new()?;
-    // Server side, OpenSSL's peer chain omits the leaf (`server_ssl` guarantees the side).
-    for cert in std::iter::once(leaf).chain(chain) {
-        bio.write_pem(cert)?;
-    }
-    bio.write(&[0])?;
-    Ok(bio)
-}
-
-/// An owned memory BIO.
-struct MemBio(*mut openssl_sys::BIO);
-
-// SAFETY: the BIO is owned exclusively by this value and holds no thread-bound state;
-// after encoding it is only read, through `&self`.
-unsafe impl Send for MemBio {}
-// SAFETY: as above; reading a memory BIO's buffer does not mutate it.
-unsafe impl Sync for MemBio {}
-
-impl MemBio {
-    fn new() -> Result<Self, Error> {
-        // SAFETY: plain constructor; NULL is checked.
-        let bio = unsafe { openssl_sys::BIO_new(openssl_sys::BIO_s_mem()) };
-        if bio.is_null() {
-            Err(PEM_ENCODING)
-        } else {
-            Ok(MemBio(bio))
-        }
-    }
-
-    fn write_pem(&self, cert: &X509Ref) -> Result<(), Error> {
-        // SAFETY: both pointers are live.
-        match unsafe { openssl_sys::PEM_write_bio_X509(self.0, cert.as_ptr()) } {
-            1 => Ok(()),
-            _ => Err(PEM_ENCODING),
-        }
-    }
-
-    fn write(&self, bytes: &[u8]) -> Result<(), Error> {
-        let len = i32::try_from(bytes.len()).map_err(|_| PEM_ENCODING)?;
-        // SAFETY: the BIO is live and `bytes` readable for `len` bytes.
-        match unsafe { openssl_sys::BIO_write(self.0, bytes.as_ptr().cast(), len) } {
-            n if n == len => Ok(()),
-            _ => Err(PEM_ENCODING),
-        }
-    }
-
-    fn contents(&self) -> &[u8] {
-        let mut data: *mut c_char = std::ptr::null_mut();
-        // SAFETY: BIO_get_mem_data is a BIO_ctrl returning the buffer length and pointer.
-        let len = unsafe {
-            openssl_sys::BIO_ctrl(
-                self.0,
-                openssl_sys::BIO_CTRL_INFO,
-                0,
-                (&mut data as *mut *mut c_char).cast(),
-            )
-        };
-        if data.is_null() || len <= 0 {
-            return &[];
-        }
-        // SAFETY: the BIO owns `len` bytes at `data` for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(data.cast(), len as usize) }
-    }
-}
-
-impl Drop for MemBio {
-    fn drop(&mut self) {
-        // SAFETY: we own the BIO.
-        unsafe { openssl_sys::BIO_free_all(self.0) };
-    }
+) -> Result<Box<[u8]>, Error> {
+    crate::pem::certificates_with_nul(std::iter::once(leaf).chain(chain)).map_err(|_| PEM_ENCODING)
 }
 
 /// Copies the PEM of the client's certificate chain (leaf first, then the certificates

@@ -87,13 +87,17 @@ impl CaCertificates {
             return Ok(None);
         }
         // SAFETY: per the contract, `stack` is a live stack of `X509 *`.
-        let certs = unsafe { stack_entries(stack) }?;
-        if certs.is_empty() {
+        let certs = unsafe { StackEntries::new(stack) };
+        // Check every entry first, so a bad stack changes nothing.
+        if certs.len() == 0 {
             return Err(EMPTY_CA_LIST);
+        }
+        if certs.clone().any(|cert| cert.is_none()) {
+            return Err(NULL_CA_ENTRY);
         }
         let mut store = X509StoreBuilder::new().map_err(|_| CA_STORE)?;
         let mut names = Stack::new().map_err(|_| CA_STORE)?;
-        for cert in certs {
+        for cert in certs.flatten() {
             store.add_cert(cert.to_owned()).map_err(|_| CA_STORE)?;
             names
                 .push(cert.subject_name().to_owned().map_err(|_| CA_STORE)?)
@@ -106,24 +110,46 @@ impl CaCertificates {
     }
 }
 
-/// The entries of a `STACK_OF(X509)`, refusing NULL ones (which `StackRef` cannot hold).
-///
-/// # Safety
-/// `stack` is a live `STACK_OF(X509) *` whose entries are NULL or live for `'a`.
-unsafe fn stack_entries<'a>(stack: *const stack_st_X509) -> Result<Vec<&'a X509Ref>, Error> {
-    let stack = stack as *const OPENSSL_STACK;
-    // SAFETY: `stack` is live.
-    let len = unsafe { openssl_sys::OPENSSL_sk_num(stack) }.max(0);
-    (0..len)
-        .map(|i| {
-            // SAFETY: `i` is within the stack's length.
-            let cert = unsafe { openssl_sys::OPENSSL_sk_value(stack, i) };
-            if cert.is_null() {
-                Err(NULL_CA_ENTRY)
-            } else {
-                // SAFETY: non-NULL entries are live `X509 *` per the contract.
-                Ok(unsafe { X509Ref::from_ptr(cert.cast()) })
-            }
-        })
-        .collect()
+/// The entries of a `STACK_OF(X509)`, NULL ones included (which `StackRef` cannot hold).
+#[derive(Clone)]
+struct StackEntries<'a> {
+    stack: *const OPENSSL_STACK,
+    next: c_int,
+    len: c_int,
+    _certs: std::marker::PhantomData<&'a X509Ref>,
+}
+
+impl StackEntries<'_> {
+    /// # Safety
+    /// `stack` is a live `STACK_OF(X509) *` whose entries are NULL or live for `'a`.
+    unsafe fn new(stack: *const stack_st_X509) -> Self {
+        let stack = stack.cast::<OPENSSL_STACK>();
+        // SAFETY: `stack` is live.
+        let len = unsafe { openssl_sys::OPENSSL_sk_num(stack) }.max(0);
+        StackEntries {
+            stack,
+            next: 0,
+            len,
+            _certs: std::marker::PhantomData,
+        }
+    }
+
+    fn len(&self) -> c_int {
+        self.len - self.next
+    }
+}
+
+impl<'a> Iterator for StackEntries<'a> {
+    type Item = Option<&'a X509Ref>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.len {
+            return None;
+        }
+        // SAFETY: `next` is within the stack's length; entries are NULL or live.
+        let cert = unsafe { openssl_sys::OPENSSL_sk_value(self.stack, self.next) };
+        self.next += 1;
+        // SAFETY: non-NULL entries are live `X509 *` per `new`'s contract.
+        Some((!cert.is_null()).then(|| unsafe { X509Ref::from_ptr(cert.cast()) }))
+    }
 }

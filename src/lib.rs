@@ -25,6 +25,7 @@ pub mod alpn;
 pub mod chain;
 pub mod client_cert;
 pub mod error;
+mod pem;
 pub mod session;
 pub mod ssl;
 pub mod version;
