@@ -116,15 +116,18 @@ step "public.demo.test has no CertificateRequest at all" \
 # Session reuse: a session saved from a first connection is offered on a second one.
 resume() { # resume NAME TLSFLAG: prints "New"/"Reused" of the second handshake
   local sess="$DEMO/session-$1$2.pem"
+  # A whole request with Connection: close, and -ign_eof: s_client then reads until the
+  # server closes, so a TLS 1.3 ticket (sent after the handshake) is always received.
+  local request="GET / HTTP/1.1\r\nHost: $1\r\nConnection: close\r\n\r\n"
   rm -f "$sess"
-  openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
-    -cert "$CERTS/client.pem" -key "$CERTS/client.key" -sess_out "$sess" </dev/null >/dev/null 2>&1 || true
+  printf "$request" | openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
+    -cert "$CERTS/client.pem" -key "$CERTS/client.key" -ign_eof -sess_out "$sess" >/dev/null 2>&1 || true
   if [ ! -s "$sess" ]; then
     echo "New, no second try: the server issued nothing to resume (no session ID, no ticket)"
     return
   fi
-  openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
-    -cert "$CERTS/client.pem" -key "$CERTS/client.key" -sess_in "$sess" </dev/null 2>/dev/null \
+  printf "$request" | openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
+    -cert "$CERTS/client.pem" -key "$CERTS/client.key" -ign_eof -sess_in "$sess" 2>/dev/null \
     | grep -E '^(New|Reused),' || true
 }
 for v in -tls1_2 -tls1_3; do
