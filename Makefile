@@ -115,8 +115,8 @@ fuzz:
 BENCH_DIR := target/bench
 bench: deps build
 	@rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
-	$(CARGO) bench --bench calls
-	$(CARGO) bench --bench nginx
+	KCT_BENCH_DIR=$(CURDIR)/$(BENCH_DIR) $(CARGO) bench --bench calls
+	KCT_BENCH_DIR=$(CURDIR)/$(BENCH_DIR) $(CARGO) bench --bench nginx
 	sh benches/report.sh $(BENCH_DIR) > BENCHMARKS.md
 	@echo "== wrote BENCHMARKS.md; summary:"; sed -n '/^## Summary/,/^## Group 1/p' BENCHMARKS.md | grep '^|'
 

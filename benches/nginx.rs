@@ -358,7 +358,11 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let lib = root().join("target/release/libkong_client_tls.so");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root().join(t) })
+        .unwrap_or_else(|| root().join("target"));
+    let lib = target.join("release/libkong_client_tls.so");
     if !lib.is_file() {
         return Err(format!("{} is missing (make build)", lib.display()));
     }
