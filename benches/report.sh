@@ -4,7 +4,10 @@
 set -eu
 dir=$1
 frag() { if [ -s "$dir/$1" ]; then cat "$dir/$1"; else echo "_($1 was not produced: see the make bench output)_"; fi; }
-ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not installed"; }
+ver() { v=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null); echo "${v:-not installed}"; }
+# The LuaJIT that nginx's lua module really loads, and the package it comes from.
+luajit_so=$(ldd /usr/lib/nginx/modules/ngx_http_lua_module.so 2>/dev/null | awk '/libluajit/ {print $3; exit}')
+luajit_pkg=$( [ -n "$luajit_so" ] && dpkg -S "$(readlink -f "$luajit_so")" 2>/dev/null | head -1 | cut -d: -f1)
 
 cat <<EOF
 # Benchmarks
@@ -29,7 +32,7 @@ numbers move from run to run, ratios hold. "Spread" is the 25th–75th percentil
 | nginx | $(nginx -v 2>&1 | sed 's/.*: //') (Debian $(ver nginx)) |
 | lua-nginx-module | Debian libnginx-mod-http-lua $(ver libnginx-mod-http-lua) |
 | lua-resty-core | $(ver lua-resty-core) |
-| LuaJIT | $(ver libluajit-5.1-2) |
+| LuaJIT (loaded by the lua module) | ${luajit_pkg:-unknown} $( [ -n "$luajit_pkg" ] && ver "$luajit_pkg") |
 | valgrind | $(valgrind --version 2>/dev/null || echo "not installed") |
 
 ## Summary
