@@ -280,7 +280,7 @@ fn check_mode(mode: Mode, server: &SslContext, client: &SslContext) {
 }
 
 fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
-    let samples = if bench { scaled(25) } else { 1 };
+    let samples = if bench { scaled(41) } else { 1 };
     let target_ms = if bench {
         50.0 * stats::scale().min(1.0)
     } else {
