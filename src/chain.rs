@@ -42,6 +42,10 @@ impl CachedChain {
     }
 }
 
+extern "C" {
+    fn SSL_get0_peer_certificate(ssl: *const SSL) -> *mut openssl_sys::X509;
+}
+
 fn cache_index() -> Result<Index<Ssl, CachedChain>, Error> {
     static INDEX: OnceLock<Option<Index<Ssl, CachedChain>>> = OnceLock::new();
     INDEX
@@ -53,13 +57,18 @@ fn cache_index() -> Result<Index<Ssl, CachedChain>, Error> {
 /// peer sent no certificate.
 fn cached_chain(ssl: &mut SslRef) -> Result<Option<&CachedChain>, Error> {
     let index = cache_index()?;
-    let Some(leaf) = ssl.peer_certificate() else {
+    // SAFETY: `ssl` is live; the certificate is borrowed, not counted, and only compared
+    // or up-referenced while `ssl` is borrowed.
+    let peer = unsafe { SSL_get0_peer_certificate(ssl.as_ptr()) };
+    if peer.is_null() {
         return Ok(None);
-    };
+    }
     let fresh = ssl
         .ex_data(index)
-        .is_some_and(|cached| cached.leaf.as_ptr() == leaf.as_ptr());
+        .is_some_and(|cached| cached.leaf.as_ptr() == peer);
     if !fresh {
+        // SAFETY: non-NULL and owned by `ssl`, which outlives this borrow.
+        let leaf = unsafe { X509Ref::from_ptr(peer) }.to_owned();
         let pem = encode_chain(&leaf, ssl.peer_cert_chain().into_iter().flatten())?;
         ssl.set_ex_data(index, CachedChain { leaf, pem });
     }

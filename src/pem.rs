@@ -19,35 +19,52 @@ pub(crate) fn certificates_with_nul<'a>(
 ) -> Result<Box<[u8]>, openssl::error::ErrorStack> {
     let ders = certs.map(X509Ref::to_der).collect::<Result<Vec<_>, _>>()?;
     let size = ders.iter().map(|d| encoded_len(d.len())).sum::<usize>() + 1;
-    let mut out = Vec::with_capacity(size);
+    let mut out = vec![0u8; size].into_boxed_slice();
+    let mut at = 0;
     for der in &ders {
-        out.extend_from_slice(BEGIN);
-        push_base64_lines(&mut out, der);
-        out.extend_from_slice(END);
+        at = put(&mut out, at, BEGIN);
+        at = put_base64_lines(&mut out, at, der);
+        at = put(&mut out, at, END);
     }
-    out.push(0);
-    debug_assert_eq!(out.len(), size);
-    Ok(out.into_boxed_slice())
+    debug_assert_eq!(at + 1, size, "the NUL is already in place");
+    Ok(out)
 }
 
 fn encoded_len(der_len: usize) -> usize {
     BEGIN.len() + der_len.div_ceil(3) * 4 + der_len.div_ceil(LINE_INPUT) + END.len()
 }
 
-fn push_base64_lines(out: &mut Vec<u8>, der: &[u8]) {
+/// Copies `bytes` to `out[at..]`, returning the next position. `out` was sized for it.
+fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> usize {
+    out[at..at + bytes.len()].copy_from_slice(bytes);
+    at + bytes.len()
+}
+
+/// Writes `der` as base64 lines of 64 characters, each ending in `\n`, at `out[at..]`;
+/// returns the next position. `out` was sized by [`encoded_len`].
+fn put_base64_lines(out: &mut [u8], mut at: usize, der: &[u8]) -> usize {
+    let sextet = |n: u32, shift: u32| ALPHABET[(n >> shift) as usize & 63];
     for line in der.chunks(LINE_INPUT) {
-        for group in line.chunks(3) {
-            let b1 = group.get(1).copied().unwrap_or(0);
-            let b2 = group.get(2).copied().unwrap_or(0);
-            let n = u32::from(group[0]) << 16 | u32::from(b1) << 8 | u32::from(b2);
-            let sextet = |shift: u32| ALPHABET[(n >> shift) as usize & 63];
-            out.push(sextet(18));
-            out.push(sextet(12));
-            out.push(if group.len() > 1 { sextet(6) } else { b'=' });
-            out.push(if group.len() > 2 { sextet(0) } else { b'=' });
+        let mut groups = line.chunks_exact(3);
+        for group in &mut groups {
+            let n = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
+            let quad = [sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)];
+            at = put(out, at, &quad);
         }
-        out.push(b'\n');
+        match *groups.remainder() {
+            [a] => {
+                let n = u32::from(a) << 16;
+                at = put(out, at, &[sextet(n, 18), sextet(n, 12), b'=', b'=']);
+            }
+            [a, b] => {
+                let n = u32::from(a) << 16 | u32::from(b) << 8;
+                at = put(out, at, &[sextet(n, 18), sextet(n, 12), sextet(n, 6), b'=']);
+            }
+            _ => {}
+        }
+        at = put(out, at, b"\n");
     }
+    at
 }
 
 #[cfg(test)]
@@ -68,10 +85,10 @@ mod tests {
     proptest! {
         #[test]
         fn base64_lines_match_openssl(der in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let mut ours = Vec::new();
-            push_base64_lines(&mut ours, &der);
+            let mut ours = vec![0u8; encoded_len(der.len()) - BEGIN.len() - END.len()];
+            let end = put_base64_lines(&mut ours, 0, &der);
+            prop_assert_eq!(end, ours.len(), "encoded_len is exact");
             prop_assert_eq!(&ours, &reference_lines(&der));
-            prop_assert_eq!(ours.len() + BEGIN.len() + END.len(), encoded_len(der.len()));
         }
     }
 }
