@@ -2,7 +2,9 @@
 //! 1. the cost of each of our calls made from the certificate / client hello callback,
 //!    as the ratio of whole in-memory handshakes with and without it;
 //! 2. chain retrieval: our first and repeated calls against the algorithm of
-//!    lua-kong-nginx-module (re-implemented here) and against a bare memcpy.
+//!    lua-kong-nginx-module (re-implemented here) and against a bare memcpy;
+//! 4. what `disable_http2_alpn` costs a TLS 1.3 resumption that offers `h2` (it becomes
+//!    a full handshake, see docs/alpn.md).
 //!
 //! `cargo bench --bench calls` writes `target/bench/group1.md` and `group2.md` (see
 //! `KCT_BENCH_DIR`), and prints the ratios. Run without `--bench` (as `cargo test
@@ -36,7 +38,7 @@ use kong_client_tls::chain::{
 };
 use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
 use kong_client_tls::session::kong_client_tls_disable_session_reuse;
-use memtls::{handshake, set_cert_hook, set_client_hello_hook, Hook};
+use memtls::{handshake, handshake_resuming, set_cert_hook, set_client_hello_hook, Hook};
 use pki::{KeyKind, Pki};
 use stats::{fmt_us, median, scaled, Paired, Table};
 
@@ -941,6 +943,10 @@ fn main() {
     let met1 = skip("1") || group1(bench, &all_keys, &mut g1, &mut summary);
     let mut g2 = String::new();
     let met2 = skip("2") || group2(bench, &all_keys, &mut g2, &mut summary);
+    let mut g4 = String::new();
+    if !skip("4") {
+        group4(bench, &all_keys, &mut g4, &mut summary);
+    }
     if !bench {
         println!("calls bench: smoke run only (run with --bench to measure)");
         return;
@@ -953,6 +959,7 @@ fn main() {
     std::fs::write(dir.join("group1-instr.md"), g1i).unwrap();
     std::fs::write(dir.join("group1.md"), g1).unwrap();
     std::fs::write(dir.join("group2.md"), g2).unwrap();
+    std::fs::write(dir.join("group4.md"), g4).unwrap();
     std::fs::write(dir.join("summary-calls.md"), summary.join("\n") + "\n").unwrap();
     std::fs::write(
         dir.join("calls.status"),
@@ -960,4 +967,151 @@ fn main() {
     )
     .unwrap();
     println!("calls bench: {:.0} s", t0.elapsed().as_secs_f64());
+}
+
+// Group 4 ------------------------------------------------------------------------------
+
+extern "C" {
+    fn SSL_CTX_ctrl(
+        ctx: *mut openssl_sys::SSL_CTX,
+        cmd: c_int,
+        larg: i64,
+        parg: *mut c_void,
+    ) -> i64;
+}
+const SSL_CTRL_SET_TLSEXT_TICKET_KEYS: c_int = 59;
+
+/// A TLS 1.3 server like nginx with `http2`, whose client hello callback runs `hook`;
+/// all such servers share one ticket key, so a ticket from one resumes on another.
+fn tls13_alpn_server(keys: &Keys, hook: Option<Hook>) -> SslContext {
+    let ctx = with_alpn(server_builder(keys, SslVersion::TLS1_3));
+    let mut ticket_keys = [7u8; 80];
+    // SAFETY: live context; OpenSSL copies the 80 key bytes.
+    let rc = unsafe {
+        SSL_CTX_ctrl(
+            ctx.as_ptr(),
+            SSL_CTRL_SET_TLSEXT_TICKET_KEYS,
+            80,
+            ticket_keys.as_mut_ptr().cast(),
+        )
+    };
+    assert_eq!(rc, 1);
+    server_ctx(ctx, None, hook, std::ptr::null_mut())
+}
+
+/// The cost of `disable_http2_alpn` to a TLS 1.3 resumption offering `h2`: OpenSSL must
+/// ignore the PSK (its binder covers the ALPN bytes we rewrite), so the handshake is a
+/// full one. A: the resumption, no call; B: the same offer, with the call. Also B against
+/// a plain full handshake (no session offered), which it should cost about the same as.
+fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) {
+    let samples = if bench { scaled(21) } else { 1 };
+    let target_ms = if bench {
+        50.0 * stats::scale().min(1.0)
+    } else {
+        1.0
+    };
+    let mut table = Table::new(&[
+        "server key",
+        "A",
+        "B",
+        "A median",
+        "B median",
+        "B/A ratio (median)",
+        "ratio p25–p75",
+    ]);
+    for keys in all_keys {
+        let plain = tls13_alpn_server(keys, None);
+        let disabled = tls13_alpn_server(keys, Some(hook_disable_http2_alpn));
+        let mut client = SslContext::builder(SslMethod::tls_client()).unwrap();
+        client
+            .set_min_proto_version(Some(SslVersion::TLS1_3))
+            .unwrap();
+        client
+            .set_max_proto_version(Some(SslVersion::TLS1_3))
+            .unwrap();
+        client.set_verify(SslVerifyMode::NONE);
+        client.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
+        let client = client.build();
+        let mut first = handshake(&plain, &client);
+        // The tickets follow the handshake: reading makes the client take them.
+        let _ = std::io::Read::read(&mut first.client, &mut [0u8; 1]);
+        let session = first.client.ssl().session().unwrap().to_owned();
+
+        // What each side really does, checked before anything is timed.
+        let resumed = handshake_resuming(&plain, &client, Some(&session));
+        assert!(resumed.server.ssl().session_reused());
+        assert_eq!(
+            resumed.server.ssl().selected_alpn_protocol(),
+            Some(&b"h2"[..])
+        );
+        let full = handshake_resuming(&disabled, &client, Some(&session));
+        assert!(!full.server.ssl().session_reused());
+        assert_eq!(
+            full.server.ssl().selected_alpn_protocol(),
+            Some(&b"http/1.1"[..])
+        );
+
+        for _ in 0..2 {
+            let again = handshake_resuming(&plain, &client, Some(&session));
+            assert!(
+                again.server.ssl().session_reused(),
+                "the session stays resumable"
+            );
+        }
+        let mut resume_plain = || {
+            black_box(handshake_resuming(&plain, &client, Some(&session)));
+        };
+        let mut resume_disabled = || {
+            black_box(handshake_resuming(&disabled, &client, Some(&session)));
+        };
+        let mut full_plain = || {
+            black_box(handshake(&plain, &client));
+        };
+        let per_sample = stats::calibrate(target_ms, &mut resume_plain);
+        let vs_resumption =
+            Paired::run_alternating(samples, per_sample, &mut resume_plain, &mut resume_disabled);
+        let per_sample = stats::calibrate(target_ms, &mut full_plain);
+        let vs_full =
+            Paired::run_alternating(samples, per_sample, &mut full_plain, &mut resume_disabled);
+        for (paired, a, b) in [
+            (
+                &vs_resumption,
+                "TLS 1.3 resumption offering h2, no call",
+                "same offer, `disable_http2_alpn()` (full handshake)",
+            ),
+            (
+                &vs_full,
+                "TLS 1.3 full handshake, no session offered, no call",
+                "resumption offer + `disable_http2_alpn()`",
+            ),
+        ] {
+            say!(
+                "group 4 {}: {b} / {a}: {:.2}",
+                keys.kind.label(),
+                paired.ratio()
+            );
+            table.row(&[
+                keys.kind.label().to_string(),
+                a.to_string(),
+                b.to_string(),
+                fmt_us(median(&paired.a)),
+                fmt_us(median(&paired.b)),
+                format!("{:.3}", paired.ratio()),
+                paired.ratio_spread(),
+            ]);
+        }
+        summary.push(format!(
+            "| 4 | {}: TLS 1.3 resumption offering h2 with `disable_http2_alpn()` (a full handshake) / the same resumption without it; and / a full handshake | {:.2}× ; {:.3} | reported (docs/alpn.md) | — |",
+            keys.kind.label(),
+            vs_resumption.ratio(),
+            vs_full.ratio()
+        ));
+    }
+    out.push_str(
+        "A TLS 1.3 resumption that offers `h2` cannot be kept once `disable_http2_alpn` rewrites \
+         the ALPN list (the PSK binder covers those bytes; see docs/alpn.md): OpenSSL does a \
+         full handshake instead. In-memory handshakes, server CPU + client CPU of one thread, \
+         interleaved A/B, the same session offered each time (one shared ticket key).\n\n",
+    );
+    out.push_str(&table.text);
 }

@@ -89,6 +89,10 @@ Both produce byte-identical PEM (checked).
 
 $(frag group2.md)
 
+## Group 4: what `disable_http2_alpn` costs a TLS 1.3 resumption offering h2
+
+$(frag group4.md)
+
 ## Group 3: through nginx
 
 $(frag group3.md)

@@ -8,7 +8,7 @@ use std::ffi::{c_int, c_void};
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
-use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
+use openssl::ssl::{ErrorCode, ShutdownState, Ssl, SslContext, SslSessionRef, SslStream};
 use openssl_sys::{SSL, SSL_CTX};
 
 type Queue = Rc<RefCell<VecDeque<u8>>>;
@@ -58,12 +58,35 @@ pub struct Conn {
     pub client: SslStream<End>,
 }
 
+/// Closed as if close_notify had been sent: OpenSSL marks the session of an `SSL` freed
+/// unclosed as not resumable, which would spoil a session offered again and again.
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.server.set_shutdown(ShutdownState::SENT);
+        self.client.set_shutdown(ShutdownState::SENT);
+    }
+}
+
 /// A full handshake between a new server `SSL` of `server` and a new client `SSL` of
 /// `client`; panics if it fails.
 pub fn handshake(server: &SslContext, client: &SslContext) -> Conn {
+    handshake_resuming(server, client, None)
+}
+
+/// [`handshake`] where the client offers `session` for resumption.
+pub fn handshake_resuming(
+    server: &SslContext,
+    client: &SslContext,
+    session: Option<&SslSessionRef>,
+) -> Conn {
     let (s_end, c_end) = pipe();
     let mut s = SslStream::new(Ssl::new(server).unwrap(), s_end).unwrap();
-    let mut c = SslStream::new(Ssl::new(client).unwrap(), c_end).unwrap();
+    let mut client_ssl = Ssl::new(client).unwrap();
+    if let Some(session) = session {
+        // SAFETY: the session comes from a handshake with the same client context.
+        unsafe { client_ssl.set_session(session).unwrap() };
+    }
+    let mut c = SslStream::new(client_ssl, c_end).unwrap();
     let (mut c_done, mut s_done) = (false, false);
     for _ in 0..16 {
         if !c_done {
