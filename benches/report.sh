@@ -89,7 +89,7 @@ Both produce byte-identical PEM (checked).
 
 $(frag group2.md)
 
-## Group 4: what `disable_http2_alpn` costs a TLS 1.3 resumption offering h2
+## Group 4: what \`disable_http2_alpn\` costs a TLS 1.3 resumption offering h2
 
 $(frag group4.md)
 
