@@ -18,7 +18,7 @@ use crate::error::{
     guard, Error, KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_NO_CERTIFICATE,
     KONG_CLIENT_TLS_OK,
 };
-use crate::ssl::server_ssl;
+use crate::ssl::{server_ssl, SSL_get0_peer_certificate};
 
 const NULL_OUT: Error = Error(c"pem and len must not be NULL");
 const NULL_LEN: Error = Error(c"len must not be NULL");
@@ -40,10 +40,6 @@ impl CachedChain {
     fn pem(&self) -> &[u8] {
         &self.pem[..self.pem.len() - 1]
     }
-}
-
-extern "C" {
-    fn SSL_get0_peer_certificate(ssl: *const SSL) -> *mut openssl_sys::X509;
 }
 
 fn cache_index() -> Result<Index<Ssl, CachedChain>, Error> {

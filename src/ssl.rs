@@ -9,8 +9,25 @@ use openssl_sys::SSL;
 
 use crate::error::Error;
 
+// The libssl functions this crate calls that `openssl-sys` does not declare (all in
+// OpenSSL 3.0's libssl.so.3). cbindgen.toml keeps them out of our header.
 extern "C" {
     pub(crate) fn SSL_get_state(ssl: *const SSL) -> c_int;
+    pub(crate) fn SSL_get0_peer_certificate(ssl: *const SSL) -> *mut openssl_sys::X509;
+    pub(crate) fn SSL_set_msg_callback(
+        ssl: *mut SSL,
+        cb: Option<
+            unsafe extern "C" fn(
+                c_int,
+                c_int,
+                c_int,
+                *const std::ffi::c_void,
+                usize,
+                *mut SSL,
+                *mut std::ffi::c_void,
+            ),
+        >,
+    );
     pub(crate) fn SSL_set_options(ssl: *mut SSL, options: u64) -> u64;
     pub(crate) fn SSL_set_not_resumable_session_callback(
         ssl: *mut SSL,

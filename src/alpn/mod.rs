@@ -34,16 +34,7 @@ use openssl::ssl::{Ssl, SslRef};
 use openssl_sys::SSL;
 
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
-use crate::ssl::server_ssl_in_client_hello;
-
-extern "C" {
-    fn SSL_set_msg_callback(
-        ssl: *mut SSL,
-        cb: Option<
-            unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void),
-        >,
-    );
-}
+use crate::ssl::{server_ssl_in_client_hello, SSL_set_msg_callback};
 
 const SSL3_RT_HANDSHAKE: c_int = 22;
 const NO_PROTOCOLS: Error = Error(c"arg must point to a kong_client_tls_protocols");
