@@ -3,14 +3,14 @@
 
 mod common;
 
-use std::ffi::{c_char, c_int, c_uchar, c_void, CStr};
+use std::ffi::{c_char, c_uchar, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{
-    client_context, connect, connect_ssl, hook, server_context, Connection, Hooks, KeyKind, Pki,
-    VERSIONS,
+    client_context, connect, connect_ssl, count_client_hellos, hook, server_context, Connection,
+    Hooks, KeyKind, Pki, VERSIONS,
 };
 use foreign_types::ForeignTypeRef;
 use kong_client_tls::alpn::{
@@ -144,50 +144,10 @@ fn hrr_pair(alpn: &[u8]) -> (SslContext, SslContext) {
     (server_ctx.build(), client_ctx.build())
 }
 
-extern "C" {
-    fn SSL_set_msg_callback(
-        ssl: *mut SSL,
-        cb: Option<
-            unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void),
-        >,
-    );
-    fn SSL_ctrl(
-        ssl: *mut SSL,
-        cmd: c_int,
-        larg: std::ffi::c_long,
-        parg: *mut c_void,
-    ) -> std::ffi::c_long;
-}
-const SSL_CTRL_SET_MSG_CALLBACK_ARG: c_int = 16;
-
-unsafe extern "C" fn count_sent_client_hellos(
-    write_p: c_int,
-    _version: c_int,
-    content_type: c_int,
-    buf: *const c_void,
-    len: usize,
-    _ssl: *mut SSL,
-    arg: *mut c_void,
-) {
-    if write_p == 1 && content_type == 22 && len > 0 && *buf.cast::<u8>() == 1 {
-        (*arg.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// A client `SSL` that counts the ClientHellos it sends.
 fn counting_client(ctx: &SslContext) -> (Ssl, &'static AtomicUsize) {
-    let counter: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let ssl = Ssl::new(ctx).unwrap();
-    // SAFETY: live SSL; the counter lives for the rest of the process.
-    unsafe {
-        SSL_set_msg_callback(ssl.as_ptr(), Some(count_sent_client_hellos));
-        SSL_ctrl(
-            ssl.as_ptr(),
-            SSL_CTRL_SET_MSG_CALLBACK_ARG,
-            0,
-            ptr::from_ref(counter).cast_mut().cast(),
-        );
-    }
+    let counter = count_client_hellos(&ssl);
     (ssl, counter)
 }
 

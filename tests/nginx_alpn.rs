@@ -24,17 +24,14 @@ mod common;
 mod nginx;
 
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use foreign_types::ForeignTypeRef;
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslSession, SslVerifyMode, SslVersion};
-use openssl_sys::SSL;
 
 use common::{KeyKind, Pki, VERSIONS};
 use nginx::{Discovery, Nginx};
@@ -165,36 +162,6 @@ fn assert_handler(nginx: &Nginx, name: &str) {
 
 // The Rust client ---------------------------------------------------------------------
 
-extern "C" {
-    fn SSL_set_msg_callback(
-        ssl: *mut SSL,
-        cb: Option<
-            unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void),
-        >,
-    );
-    fn SSL_ctrl(
-        ssl: *mut SSL,
-        cmd: c_int,
-        larg: std::ffi::c_long,
-        parg: *mut c_void,
-    ) -> std::ffi::c_long;
-}
-const SSL_CTRL_SET_MSG_CALLBACK_ARG: c_int = 16;
-
-unsafe extern "C" fn count_sent_client_hellos(
-    write_p: c_int,
-    _version: c_int,
-    content_type: c_int,
-    buf: *const c_void,
-    len: usize,
-    _ssl: *mut SSL,
-    arg: *mut c_void,
-) {
-    if write_p == 1 && content_type == 22 && len > 0 && *buf.cast::<u8>() == 1 {
-        (*arg.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 struct Hello<'a> {
     port: u16,
     sni: &'a str,
@@ -261,24 +228,13 @@ fn fetch(h: &Hello) -> Result<Outcome, String> {
         ctx.set_groups_list(groups).unwrap();
     }
     let ctx = ctx.build();
-    // Declared before the stream, so it outlives it (the message callback points to it).
-    let sent = Box::new(AtomicUsize::new(0));
     let mut ssl = Ssl::new(&ctx).unwrap();
     ssl.set_hostname(h.sni).unwrap();
     if let Some(session) = h.session {
         // SAFETY: the session comes from a client with the same settings.
         unsafe { ssl.set_session(session).unwrap() };
     }
-    // SAFETY: live SSL; `sent` outlives it.
-    unsafe {
-        SSL_set_msg_callback(ssl.as_ptr(), Some(count_sent_client_hellos));
-        SSL_ctrl(
-            ssl.as_ptr(),
-            SSL_CTRL_SET_MSG_CALLBACK_ARG,
-            0,
-            std::ptr::from_ref::<AtomicUsize>(&sent).cast_mut().cast(),
-        );
-    }
+    let sent = common::count_client_hellos(&ssl);
     let tcp = TcpStream::connect(("127.0.0.1", h.port)).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut stream = ssl.connect(tcp).map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ pub mod pki;
 use std::ffi::{c_int, c_void};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 
@@ -34,6 +35,18 @@ pub struct Hooks {
 }
 
 extern "C" {
+    fn SSL_set_msg_callback(
+        ssl: *mut SSL,
+        cb: Option<
+            unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, usize, *mut SSL, *mut c_void),
+        >,
+    );
+    fn SSL_ctrl(
+        ssl: *mut SSL,
+        cmd: c_int,
+        larg: std::ffi::c_long,
+        parg: *mut c_void,
+    ) -> std::ffi::c_long;
     fn SSL_CTX_set_cert_cb(
         ctx: *mut SSL_CTX,
         cb: Option<unsafe extern "C" fn(*mut SSL, *mut c_void) -> c_int>,
@@ -171,6 +184,39 @@ pub fn connect_ssl(server_ctx: &SslContext, client_ssl: Ssl, hooks: Hooks) -> Co
         });
     let server = server.join().expect("server thread");
     Connection { server, client }
+}
+
+const SSL_CTRL_SET_MSG_CALLBACK_ARG: c_int = 16;
+
+unsafe extern "C" fn count_sent_client_hello(
+    write_p: c_int,
+    _version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    _ssl: *mut SSL,
+    arg: *mut c_void,
+) {
+    if write_p == 1 && content_type == 22 && len > 0 && *buf.cast::<u8>() == 1 {
+        (*arg.cast::<AtomicUsize>()).fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Makes the client `ssl` count the ClientHellos it sends (two after a
+/// HelloRetryRequest). The counter is leaked, so it outlives the `SSL`.
+pub fn count_client_hellos(ssl: &SslRef) -> &'static AtomicUsize {
+    let counter: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    // SAFETY: live SSL; the counter lives for the rest of the process.
+    unsafe {
+        SSL_set_msg_callback(ssl.as_ptr(), Some(count_sent_client_hello));
+        SSL_ctrl(
+            ssl.as_ptr(),
+            SSL_CTRL_SET_MSG_CALLBACK_ARG,
+            0,
+            std::ptr::from_ref(counter).cast_mut().cast(),
+        );
+    }
+    counter
 }
 
 /// A hook from a plain function of the server `SSL`.

@@ -98,6 +98,13 @@ impl Pki {
         }
     }
 
+    /// A new EC leaf named `cn`, issued directly by the root.
+    pub fn issue_from_root(&self, cn: &str) -> Identity {
+        let key = new_key(KeyKind::EcdsaP256);
+        let cert = issue(cn, &key, Some(&self.root), false);
+        Identity { cert, key }
+    }
+
     /// The PEM a server should return for this client: leaf then intermediate.
     pub fn chain_pem(&self) -> String {
         let mut pem = String::from_utf8(self.leaf.cert.to_pem().unwrap()).unwrap();

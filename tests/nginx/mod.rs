@@ -353,42 +353,11 @@ impl ClientCert {
     }
     /// A client certificate issued directly by `pki`'s root (no intermediate).
     pub fn issued_by_root(pki: &Pki, cn: &str) -> ClientCert {
-        use openssl::asn1::Asn1Time;
-        use openssl::bn::{BigNum, MsbOption};
-        use openssl::ec::{EcGroup, EcKey};
-        use openssl::hash::MessageDigest;
-        use openssl::nid::Nid;
-        use openssl::x509::extension::{BasicConstraints, KeyUsage};
-
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509Name::builder().unwrap();
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "kong-client-tls tests")
-            .unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let mut serial = BigNum::new().unwrap();
-        serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-        b.set_serial_number(&serial.to_asn1_integer().unwrap())
-            .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(pki.root.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-            .unwrap();
-        b.append_extension(BasicConstraints::new().build().unwrap())
-            .unwrap();
-        b.append_extension(KeyUsage::new().digital_signature().build().unwrap())
-            .unwrap();
-        b.sign(&pki.root.key, MessageDigest::sha256()).unwrap();
+        let id = pki.issue_from_root(cn);
         ClientCert {
-            cert: b.build(),
+            cert: id.cert,
             chain: vec![],
-            key,
+            key: id.key,
         }
     }
     /// The PEM the server must return for this client: cert, then chain.
