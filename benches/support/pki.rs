@@ -2,21 +2,14 @@
 //! client can present leaf + 2 intermediates, plus a leaf signed directly by the root.
 #![allow(dead_code)]
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage};
-use openssl::x509::{X509Name, X509};
+use openssl::pkey::PKey;
+use openssl::x509::X509;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyKind {
-    EcdsaP256,
-    Rsa2048,
-}
+// Keys and certificates are made exactly as in the tests; only the hierarchy differs.
+#[path = "../../tests/common/pki.rs"]
+mod base;
+
+pub use base::{Identity, KeyKind};
 
 impl KeyKind {
     pub fn label(self) -> &'static str {
@@ -25,12 +18,6 @@ impl KeyKind {
             KeyKind::Rsa2048 => "RSA-2048",
         }
     }
-}
-
-#[derive(Clone)]
-pub struct Identity {
-    pub cert: X509,
-    pub key: PKey<Private>,
 }
 
 /// `root` signs `int1`, which signs `int2`, which signs `leaf`; `root` also signs
@@ -108,63 +95,8 @@ impl Pki {
     }
 }
 
-fn new_key(kind: KeyKind) -> PKey<Private> {
-    match kind {
-        KeyKind::Rsa2048 => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
-        KeyKind::EcdsaP256 => {
-            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-            PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-        }
-    }
-}
-
 fn make(cn: &str, kind: KeyKind, issuer: Option<&Identity>, ca: bool) -> Identity {
-    let key = new_key(kind);
-    let mut name = X509Name::builder().unwrap();
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "kong-client-tls bench")
-        .unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(issuer.map_or(&name, |i| i.cert.subject_name()))
-        .unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    let (bc, ku) = if ca {
-        (
-            BasicConstraints::new().critical().ca().build().unwrap(),
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .unwrap(),
-        )
-    } else {
-        (
-            BasicConstraints::new().build().unwrap(),
-            KeyUsage::new()
-                .digital_signature()
-                .key_encipherment()
-                .build()
-                .unwrap(),
-        )
-    };
-    b.append_extension(bc).unwrap();
-    b.append_extension(ku).unwrap();
-    b.sign(issuer.map_or(&key, |i| &i.key), MessageDigest::sha256())
-        .unwrap();
-    Identity {
-        cert: b.build(),
-        key,
-    }
+    let key = base::new_key(kind);
+    let cert = base::issue(cn, &key, issuer, ca);
+    Identity { cert, key }
 }

@@ -113,7 +113,8 @@ impl Pki {
     }
 }
 
-fn new_key(kind: KeyKind) -> PKey<Private> {
+/// A fresh key of `kind`.
+pub fn new_key(kind: KeyKind) -> PKey<Private> {
     match kind {
         KeyKind::Rsa2048 => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
         KeyKind::EcdsaP256 => {
@@ -123,7 +124,9 @@ fn new_key(kind: KeyKind) -> PKey<Private> {
     }
 }
 
-fn issue(cn: &str, key: &PKey<Private>, issuer: Option<&Identity>, ca: bool) -> X509 {
+/// A certificate named `cn` for `key`, signed by `issuer` (self-signed without one), with
+/// CA or leaf extensions.
+pub fn issue(cn: &str, key: &PKey<Private>, issuer: Option<&Identity>, ca: bool) -> X509 {
     let mut name = X509Name::builder().unwrap();
     name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "kong-client-tls tests")
         .unwrap();
