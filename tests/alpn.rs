@@ -419,10 +419,9 @@ fn wrong_moments_and_bad_pointers_are_refused() {
     let client_ctx = client(SslVersion::TLS1_3, Some(H2_AND_HTTP11));
     let from_certificate = Arc::new(std::sync::Mutex::new(None));
     let seen = from_certificate.clone();
-    let hooks = Hooks {
-        certificate: hook(move |ssl| *seen.lock().unwrap() = Some(disable_http2_alpn(ssl))),
-        ..Default::default()
-    };
+    let hooks = Hooks::at_certificate(hook(move |ssl| {
+        *seen.lock().unwrap() = Some(disable_http2_alpn(ssl))
+    }));
     let conn = connect(&server_ctx, &client_ctx, hooks, None);
     assert_eq!(
         from_certificate.lock().unwrap().clone(),

@@ -258,19 +258,13 @@ fn request_client_certificate_matches_verify_client_reference() {
                     let got = observe(&connect(
                         &server_ctx,
                         &client_ctx,
-                        Hooks {
-                            certificate: ours,
-                            ..Default::default()
-                        },
+                        Hooks::at_certificate(ours),
                         None,
                     ));
                     let want = observe(&connect(
                         &server_ctx,
                         &client_ctx,
-                        Hooks {
-                            certificate: reference,
-                            ..Default::default()
-                        },
+                        Hooks::at_certificate(reference),
                         None,
                     ));
                     let case = format!(
@@ -330,15 +324,7 @@ fn verify_depth_zero_accepts_a_leaf_issued_by_a_ca_in_the_list() {
         let client_ctx = client_ctx.build();
         let stack = Arc::new(SendStack(CertStack::new(&[&pki.root.cert])));
         let ours = hook(move |ssl| request_client_certificate(ssl, Some(&stack.0)).unwrap());
-        let conn = connect(
-            &server_ctx,
-            &client_ctx,
-            Hooks {
-                certificate: ours,
-                ..Default::default()
-            },
-            None,
-        );
+        let conn = connect(&server_ctx, &client_ctx, Hooks::at_certificate(ours), None);
         let observed = observe(&conn);
         assert_eq!(observed.verify_result, 0, "{version:?}: X509_V_OK");
         // And OpenSSL's own verification of that certificate against the list agrees.
@@ -375,15 +361,7 @@ fn request_client_certificate_twice_replaces_the_ca_list() {
             request_client_certificate(ssl, Some(&first.0)).unwrap();
             request_client_certificate(ssl, Some(&second.0)).unwrap();
         });
-        let conn = connect(
-            &server_ctx,
-            &client_ctx,
-            Hooks {
-                certificate: calls,
-                ..Default::default()
-            },
-            None,
-        );
+        let conn = connect(&server_ctx, &client_ctx, Hooks::at_certificate(calls), None);
         assert_eq!(
             ca_names_seen_by_client(&conn),
             der_names([client_pki.root.cert.subject_name()])
@@ -408,15 +386,7 @@ fn the_caller_keeps_ownership_of_ca_certs() {
         let stack = CertStack::new(&[&fresh]);
         request_client_certificate(ssl, Some(&stack)).unwrap();
     });
-    let conn = connect(
-        &server_ctx,
-        &client_ctx,
-        Hooks {
-            certificate: calls,
-            ..Default::default()
-        },
-        None,
-    );
+    let conn = connect(&server_ctx, &client_ctx, Hooks::at_certificate(calls), None);
     assert_eq!(
         ca_names_seen_by_client(&conn),
         der_names([client_pki.root.cert.subject_name()])
@@ -602,15 +572,9 @@ fn disable_session_reuse_closes_every_resumption_path() {
             let client_ctx = client_context(None, path.version()).build();
             let disable = hook(|ssl| disable_session_reuse(ssl).unwrap());
             let hooks = if called_from == "certificate" {
-                Hooks {
-                    certificate: disable,
-                    ..Default::default()
-                }
+                Hooks::at_certificate(disable)
             } else {
-                Hooks {
-                    client_hello: disable,
-                    ..Default::default()
-                }
+                Hooks::at_client_hello(disable)
             };
             let case = format!("{path:?} from {called_from}");
 

@@ -69,6 +69,24 @@ unsafe extern "C" fn run_certificate_hook(ssl: *mut SSL, _arg: *mut c_void) -> c
     1
 }
 
+impl Hooks {
+    /// Only `hook`, run from the certificate callback.
+    pub fn at_certificate(hook: Option<Hook>) -> Hooks {
+        Hooks {
+            certificate: hook,
+            ..Default::default()
+        }
+    }
+
+    /// Only `hook`, run from the client hello callback.
+    pub fn at_client_hello(hook: Option<Hook>) -> Hooks {
+        Hooks {
+            client_hello: hook,
+            ..Default::default()
+        }
+    }
+}
+
 /// Installs the client hello and certificate callbacks that run per-connection [`Hooks`].
 pub fn install_hook_callbacks(ctx: &mut SslContextBuilder) {
     ctx.set_client_hello_callback(|ssl, _alert| {
