@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use mlua::{Lua, Table, Value};
 
+mod common;
+use common::kong::{allowed_phases, wrong_phase_message, FUNCTIONS};
+
 const MODULE: &str = include_str!("../lua/kong_client_tls.lua");
 const HEADER: &str = include_str!("../include/kong_client_tls.h");
 
@@ -142,20 +145,6 @@ fn call(lua: &Lua, phase: &str, func: &str, args: &str) -> Result<(i64, String),
     }
 }
 
-const KONG_ORDER: [&str; 11] = [
-    "init_worker",
-    "certificate",
-    "client_hello",
-    "rewrite",
-    "access",
-    "balancer",
-    "response",
-    "header_filter",
-    "body_filter",
-    "log",
-    "preread",
-];
-
 /// ngx.get_phase() name → Kong's name, from the reference's table.
 fn kong_name(ngx_phase: &str) -> &str {
     match ngx_phase {
@@ -164,43 +153,6 @@ fn kong_name(ngx_phase: &str) -> &str {
         "content" => "response",
         other => other,
     }
-}
-
-/// The five functions with their allowed Kong phases, as the reference states them.
-fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
-        ("request_client_certificate", vec!["certificate"]),
-        ("disable_session_reuse", vec!["certificate"]),
-        ("disable_http2_alpn", vec!["client_hello"]),
-        (
-            "get_full_client_certificate_chain",
-            vec![
-                "rewrite",
-                "access",
-                "balancer",
-                "header_filter",
-                "body_filter",
-                "log",
-                "response",
-            ],
-        ),
-        (
-            "set_client_verify",
-            vec!["rewrite", "access", "balancer", "response"],
-        ),
-    ]
-}
-
-fn wrong_phase(current: &str, allowed: &[&str]) -> String {
-    let listed: Vec<&str> = KONG_ORDER
-        .iter()
-        .copied()
-        .filter(|p| allowed.contains(p))
-        .collect();
-    format!(
-        "caller:3: function cannot be called in {current} phase (only in: {})",
-        listed.join(", ")
-    )
 }
 
 const NGX_PHASES: [&str; 17] = [
@@ -227,7 +179,7 @@ const NGX_PHASES: [&str; 17] = [
 fn exports_kongs_functions_and_the_library_version() {
     let lua = loaded();
     let tls: Table = lua.globals().get("tls").unwrap();
-    for (name, _) in rules() {
+    for name in FUNCTIONS {
         assert!(
             matches!(tls.get::<Value>(name).unwrap(), Value::Function(_)),
             "{name} is not a function"
@@ -243,7 +195,8 @@ fn every_function_in_every_phase() {
     let mut checked = 0;
     for ngx_phase in NGX_PHASES {
         let current = kong_name(ngx_phase);
-        for (func, allowed) in rules() {
+        for func in FUNCTIONS {
+            let allowed = allowed_phases(func);
             let arg = if func == "set_client_verify" {
                 "'NONE'"
             } else {
@@ -253,7 +206,7 @@ fn every_function_in_every_phase() {
             if !allowed.contains(&current) {
                 assert_eq!(
                     got,
-                    Err(wrong_phase(current, &allowed)),
+                    Err(format!("caller:3: {}", wrong_phase_message(current, func))),
                     "{func} in {ngx_phase}"
                 );
             } else if func == "set_client_verify" {

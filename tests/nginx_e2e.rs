@@ -29,45 +29,7 @@ const NOT_TLS: &str = "connection is not TLS or TLS support for Nginx not enable
 
 // Every function in every phase ---------------------------------------------------
 
-const KONG_ORDER: [&str; 11] = [
-    "init_worker",
-    "certificate",
-    "client_hello",
-    "rewrite",
-    "access",
-    "balancer",
-    "response",
-    "header_filter",
-    "body_filter",
-    "log",
-    "preread",
-];
-
-fn allowed(func: &str) -> &'static [&'static str] {
-    match func {
-        "request_client_certificate" | "disable_session_reuse" => &["certificate"],
-        "get_full_client_certificate_chain" => &[
-            "rewrite",
-            "access",
-            "balancer",
-            "response",
-            "header_filter",
-            "body_filter",
-            "log",
-        ],
-        "set_client_verify" => &["rewrite", "access", "balancer", "response"],
-        "disable_http2_alpn" => &["client_hello"],
-        other => panic!("unknown function {other}"),
-    }
-}
-
-const FUNCS: [&str; 5] = [
-    "request_client_certificate",
-    "disable_session_reuse",
-    "get_full_client_certificate_chain",
-    "set_client_verify",
-    "disable_http2_alpn",
-];
+use common::kong::{allowed_phases as allowed, wrong_phase_message, FUNCTIONS as FUNCS};
 
 /// The line of `tests/nginx/kct_e2e.lua` that calls the API: level-2 errors point there.
 fn invoke_line() -> String {
@@ -89,16 +51,7 @@ fn expected(label: &str, func: &str, chain: Option<&str>) -> String {
     };
     let ok = allowed(func);
     if !ok.contains(&kong) {
-        let list: Vec<&str> = KONG_ORDER
-            .iter()
-            .copied()
-            .filter(|p| ok.contains(p))
-            .collect();
-        return format!(
-            "err|{}|function cannot be called in {kong} phase (only in: {})",
-            invoke_line(),
-            list.join(", ")
-        );
+        return format!("err|{}|{}", invoke_line(), wrong_phase_message(kong, func));
     }
     match func {
         "request_client_certificate" | "disable_session_reuse" | "disable_http2_alpn" => {

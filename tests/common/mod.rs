@@ -2,8 +2,9 @@
 //! TLS handshakes over a socketpair, with hooks run from OpenSSL's client hello and
 //! certificate callbacks, where nginx runs `ssl_client_hello_by_lua` and
 //! `ssl_certificate_by_lua`.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a part of it
 
+pub mod kong;
 pub mod pki;
 
 use std::ffi::{c_int, c_void};

@@ -1,0 +1,59 @@
+//! The API's phase rules as the reference (`kong-client-tls-3.9.md`) states them: the
+//! expectations of the Lua unit tests and of the nginx end-to-end tests.
+
+/// The order in which Kong lists allowed phases in its wrong-phase error.
+pub const KONG_PHASE_ORDER: [&str; 11] = [
+    "init_worker",
+    "certificate",
+    "client_hello",
+    "rewrite",
+    "access",
+    "balancer",
+    "response",
+    "header_filter",
+    "body_filter",
+    "log",
+    "preread",
+];
+
+/// The five functions of the API.
+pub const FUNCTIONS: [&str; 5] = [
+    "request_client_certificate",
+    "disable_session_reuse",
+    "get_full_client_certificate_chain",
+    "set_client_verify",
+    "disable_http2_alpn",
+];
+
+/// The Kong phases in which `func` may run.
+pub fn allowed_phases(func: &str) -> &'static [&'static str] {
+    match func {
+        "request_client_certificate" | "disable_session_reuse" => &["certificate"],
+        "get_full_client_certificate_chain" => &[
+            "rewrite",
+            "access",
+            "balancer",
+            "response",
+            "header_filter",
+            "body_filter",
+            "log",
+        ],
+        "set_client_verify" => &["rewrite", "access", "balancer", "response"],
+        "disable_http2_alpn" => &["client_hello"],
+        other => panic!("unknown function {other}"),
+    }
+}
+
+/// Kong's error for `func` called in the Kong phase `current`.
+pub fn wrong_phase_message(current: &str, func: &str) -> String {
+    let allowed = allowed_phases(func);
+    let listed: Vec<&str> = KONG_PHASE_ORDER
+        .iter()
+        .copied()
+        .filter(|p| allowed.contains(p))
+        .collect();
+    format!(
+        "function cannot be called in {current} phase (only in: {})",
+        listed.join(", ")
+    )
+}
