@@ -7,7 +7,9 @@
 # nginx is stopped on every exit path.
 #
 # Environment: DEMO_HTTPS_PORT (default 9443), DEMO_UPSTREAM_PORT (default 9080),
-# DEMO_ONCE=1, NGINX (default nginx), CARGO (default cargo).
+# DEMO_ONCE=1, NGINX (default nginx), CARGO (default cargo), KCT_NGINX_ROOT (run the nginx
+# of a Debian root made by tests/distro/make-root.sh instead, with the library built here;
+# the clients stay on this host; needs root).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,7 +34,16 @@ sed -e "s|@PREFIX@|$DEMO|g" -e "s|@ROOT@|$ROOT|g" -e "s|@LIBDIR@|$LIBDIR|g" \
     "$ROOT/examples/nginx.conf.template" > "$DEMO/nginx.conf"
 : > "$DEMO/logs/error.log"
 
-"$NGINX" -p "$DEMO" -c "$DEMO/nginx.conf" -e "$DEMO/logs/error.log" &
+if [ -n "${KCT_NGINX_ROOT:-}" ]; then
+  # The root's nginx, chrooted, with the clone (config, certificates, Lua, library)
+  # bind-mounted at the same path; the script execs nginx, so $! is nginx's pid.
+  NGINX_CMD=("$ROOT/tests/distro/in-root.sh" "$KCT_NGINX_ROOT" "$ROOT" -- /usr/sbin/nginx)
+  NGINX_VERSION="$(chroot "$KCT_NGINX_ROOT" /usr/sbin/nginx -v 2>&1)"
+else
+  NGINX_CMD=("$NGINX")
+  NGINX_VERSION="$("$NGINX" -v 2>&1)"
+fi
+"${NGINX_CMD[@]}" -p "$DEMO" -c "$DEMO/nginx.conf" -e "$DEMO/logs/error.log" &
 NGINX_PID=$!
 stop_nginx() {
   if kill -0 "$NGINX_PID" 2>/dev/null; then
@@ -56,7 +67,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-bold "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') is up (pid $NGINX_PID), stock packages + libkong_client_tls.so:"
+bold "nginx ${NGINX_VERSION##*nginx/}${KCT_NGINX_ROOT:+ (in $KCT_NGINX_ROOT)} is up (pid $NGINX_PID), stock packages + libkong_client_tls.so:"
 echo "  https://mtls.demo.test:$HTTPS_PORT/    mutual TLS requested (CA list), no session reuse"
 echo "  https://public.demo.test:$HTTPS_PORT/  plain TLS"
 echo "  http://127.0.0.1:$UPSTREAM_PORT/        the upstream (echoes what the gateway forwards)"

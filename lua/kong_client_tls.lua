@@ -218,7 +218,11 @@ local VERIFY_PHASES = phases("rewrite", "access", "balancer", "response")
 
 -- The connection's SSL * ----------------------------------------------------------
 
--- Returns the SSL * of the current request's connection, or nil and an error message.
+-- Returns the SSL * of the current request's connection, or nil and Kong's error for a
+-- connection without TLS. No SSL * always means that: the one-argument
+-- ngx_http_lua_ffi_get_req_ssl_pointer (lua-nginx-module <= 0.10.28) just returns NULL,
+-- the two-argument one (0.10.29) also sets its err to "bad request" (no TLS on the
+-- connection) or "bad ssl connection" (no SSL * in it), which Kong never returns.
 local function connection_ssl()
   local r = get_request and get_request()
   if r == nil then
@@ -227,9 +231,6 @@ local function connection_ssl()
   errp[0] = nil
   local ssl = get_req_ssl_pointer(r, errp)
   if ssl == nil then
-    if errp[0] ~= nil then
-      return nil, ffi_string(errp[0])
-    end
     return nil, NOT_TLS
   end
   return ssl

@@ -1,14 +1,19 @@
-//! End to end: `disable_http2_alpn()` inside a stock nginx with `http2` on (Debian's
-//! nginx 1.22.1, lua-nginx-module 0.10.23, OpenSSL 3.0), driven by curl, `openssl
-//! s_client` and a Rust TLS client (with a minimal HTTP/2 client so that the server's own
-//! view of each connection is read back over h2 as well as over HTTP/1.1).
+//! End to end: `disable_http2_alpn()` inside a stock nginx with `http2` on (Debian's: the
+//! host's nginx 1.22.1, lua-nginx-module 0.10.23, OpenSSL 3.0, or with `KCT_NGINX_ROOT`
+//! that of a Debian 13 or unstable root, see `tests/distro/run.sh`), driven by curl,
+//! `openssl s_client` and a Rust TLS client (with a minimal HTTP/2 client so that the
+//! server's own view of each connection is read back over h2 as well as over HTTP/1.1).
+//!
+//! The client hello handler is defined once, at `http {}` level, so that every TLS
+//! `server {}` has it: it calls `disable_http2_alpn()` for every SNI name starting with
+//! `off-`. Where it must be defined differs by nginx version (which server's handler
+//! runs); `client_hello_handler_placement` shows what works where.
 //!
 //! One nginx, three TLS ports, all on 127.0.0.1:
-//! - `main`: two `server {}` blocks. The default one (`*.a.test`) runs the client hello
-//!   handler, which calls `disable_http2_alpn()` for every SNI name starting with `off-`;
-//!   the second (`*.b.test`) has its own `SSL_CTX`, to which nginx switches on SNI after
-//!   that handler ran (nginx runs `ssl_client_hello_by_lua*` of the default server,
-//!   before SNI). Session tickets on, no session cache (nginx's defaults).
+//! - `main`: two `server {}` blocks, the default one (`*.a.test`) and `*.b.test`, which
+//!   has its own `SSL_CTX`, to which nginx switches on SNI: after the handler ran up to
+//!   nginx 1.29.1, before it from 1.29.2 on. Session tickets on, no session cache
+//!   (nginx's defaults).
 //! - `hrr`: only P-256 (`ssl_ecdh_curve prime256v1`): a TLS 1.3 client whose first key
 //!   share is X25519 gets a HelloRetryRequest and sends a second ClientHello.
 //! - `ids`: no tickets, a shared session cache: TLS 1.2 session-ID resumption (and TLS 1.3
@@ -59,8 +64,8 @@ fn v(version: SslVersion) -> &'static str {
 
 // The server --------------------------------------------------------------------------
 
-/// The handler every default server runs: `disable_http2_alpn()` for `off-*` names,
-/// logging what it returned; a log line for every other name too.
+/// The client hello handler: `disable_http2_alpn()` for `off-*` names, logging what it
+/// returned; a log line for every other name too.
 const CLIENT_HELLO: &str = r#"
         ssl_client_hello_by_lua_block {
             local name = require("ngx.ssl.clienthello").get_client_hello_server_name()
@@ -84,26 +89,29 @@ fn report(block: &str) -> String {
 
 fn tls_server(port: u16, names: &str, extra: &str) -> String {
     format!(
-        "listen 127.0.0.1:{port} ssl http2;\n        \
+        "{listen}\n        \
          server_name {names};\n        \
          ssl_protocols TLSv1.2 TLSv1.3;\n        \
          ssl_certificate server.pem;\n        \
          ssl_certificate_key server.key;\n        \
-         {extra}"
+         {extra}",
+        listen = nginx::listen_http2(port),
     )
 }
 
 fn alpn_http(p: &[u16]) -> String {
     format!(
         r#"
+    # At http {{}} level: every server {{}} below has it (all of them are TLS servers), so
+    # it runs whichever server's handler nginx picks (see client_hello_handler_placement).
+    {CLIENT_HELLO}
+
     server {{
         {main_a}
-        {CLIENT_HELLO}
         {report_a}
     }}
 
-    # Same port, another server block and so another SSL_CTX; no client hello handler of
-    # its own: the default server's runs, before SNI selects this block.
+    # Same port, another server block and so another SSL_CTX.
     server {{
         {main_b}
         {report_b}
@@ -111,13 +119,11 @@ fn alpn_http(p: &[u16]) -> String {
 
     server {{
         {hrr}
-        {CLIENT_HELLO}
         {report_hrr}
     }}
 
     server {{
         {ids}
-        {CLIENT_HELLO}
         {report_ids}
     }}
 "#,
@@ -739,5 +745,179 @@ fn s_client_resumptions(nginx: &Nginx) {
             let runs = handler_runs(&nginx.error_log(), &name);
             assert_eq!(runs.len(), 2, "{name}: one handler run per connection");
         }
+    }
+}
+
+// Where the client hello handler must be defined ------------------------------------
+
+/// From nginx 1.29.2 on, nginx selects the `server {}` by SNI in a ClientHello callback
+/// of its own (`ngx_ssl_client_hello_callback`), and lua-nginx-module, when built for such
+/// an nginx (`#if (nginx_version > 1029001)` in `ngx_http_lua_ssl_client_hello_handler`),
+/// calls it first and then runs the handler of the server SNI selected. Before, nginx
+/// selected the server later (servername callback) and the handler that ran was that of
+/// the default server of the address, for every name.
+const SNI_BEFORE_CLIENT_HELLO: (u32, u32, u32) = (1, 29, 2);
+
+/// Where the test puts `ssl_client_hello_by_lua*`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Placement {
+    /// Once, at `http {}` level: every `server {}` inherits it.
+    Http,
+    /// In every TLS `server {}` (each with its own label).
+    EveryServer,
+    /// Only in the default server (enough up to nginx 1.29.1).
+    DefaultOnly,
+}
+
+/// A handler labelled `label`: `disable_http2_alpn()` for `off-*` names; logs which
+/// handler ran for which name, and what it did.
+fn placement_handler(label: &str) -> String {
+    format!(
+        r#"
+        ssl_client_hello_by_lua_block {{
+            local name = require("ngx.ssl.clienthello").get_client_hello_server_name()
+            local did = "untouched"
+            if name and name:find("^off%-") then
+                local ok, err = require("kong_client_tls").disable_http2_alpn()
+                did = "disable_http2_alpn " .. tostring(ok) .. " " .. tostring(err)
+            end
+            ngx.log(ngx.NOTICE, "kct-placement: ", tostring(name), " handler={label} ", did)
+        }}"#
+    )
+}
+
+fn placement_http(placement: Placement, port: u16) -> String {
+    let (http, a, b) = match placement {
+        Placement::Http => (placement_handler("http"), String::new(), String::new()),
+        Placement::EveryServer => (
+            String::new(),
+            placement_handler("A"),
+            placement_handler("B"),
+        ),
+        Placement::DefaultOnly => (String::new(), placement_handler("A"), String::new()),
+    };
+    format!(
+        r#"
+    {http}
+    server {{
+        {main_a}
+        {a}
+        {report_a}
+    }}
+    server {{
+        {main_b}
+        {b}
+        {report_b}
+    }}
+"#,
+        main_a = tls_server(port, "*.a.test", ""),
+        report_a = report("A"),
+        main_b = tls_server(port, "*.b.test", ""),
+        report_b = report("B"),
+    )
+}
+
+/// Which handlers ran for `name`, in order: their labels and what they did.
+fn placement_runs(log: &str, name: &str) -> Vec<String> {
+    let needle = format!("kct-placement: {name} ");
+    log.lines()
+        .filter_map(|l| l.split_once(&needle).map(|(_, rest)| rest.to_string()))
+        .map(|rest| rest.split(',').next().unwrap().to_string())
+        .collect()
+}
+
+/// The placements that work on every nginx (`http {}` level, every `server {}`), the one
+/// that works only before nginx 1.29.2 (default server only), and the one nginx refuses
+/// (`http {}` level with a plain-HTTP `server {}`), each asserted for what the nginx under
+/// test does.
+#[test]
+fn client_hello_handler_placement() {
+    let sni_first = nginx::nginx_version() >= SNI_BEFORE_CLIENT_HELLO;
+    for placement in [
+        Placement::Http,
+        Placement::EveryServer,
+        Placement::DefaultOnly,
+    ] {
+        let http = |p: &[u16]| placement_http(placement, p[0]);
+        let nginx = Nginx::start(
+            "placement",
+            Discovery::Cpath,
+            1,
+            &nginx::server_files(server_pki()),
+            &http,
+        );
+        let port = nginx.port(0);
+        let mut alerts = 0;
+        for version in VERSIONS {
+            for block in ["a", "b"] {
+                for (switch, alpn) in [("off", "http/1.1"), ("on", "h2")] {
+                    let name = format!("{switch}-{placement:?}-{}.{block}.test", v(version))
+                        .to_ascii_lowercase();
+                    let ctx = format!("{placement:?}, nginx {:?}: {name}", nginx::nginx_version());
+                    let got = fetch(&Hello::new(port, &name, version, Some(H2_HTTP11)));
+                    let runs = placement_runs(&nginx.error_log(), &name);
+                    // The handler nginx runs for this name, if any.
+                    let handler = match (placement, block, sni_first) {
+                        (Placement::Http, _, _) => Some("http"),
+                        (_, "a", _) => Some("A"),
+                        (_, _, false) => Some("A"),
+                        (Placement::EveryServer, "b", true) => Some("B"),
+                        (Placement::DefaultOnly, "b", true) => None,
+                        _ => unreachable!(),
+                    };
+                    let Some(handler) = handler else {
+                        // The selected server has no handler: lua-nginx-module logs an
+                        // alert and fails the handshake.
+                        let err = got.err().unwrap_or_else(|| panic!("{ctx}: handshake ok"));
+                        assert!(err.contains("alert internal error"), "{ctx}: {err}");
+                        assert!(runs.is_empty(), "{ctx}: {runs:?}");
+                        alerts += 1;
+                        continue;
+                    };
+                    let got = got.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                    let did = if switch == "off" {
+                        "disable_http2_alpn true nil"
+                    } else {
+                        "untouched"
+                    };
+                    assert_eq!(runs, vec![format!("handler={handler} {did}")], "{ctx}");
+                    assert_eq!(got.alpn.as_deref(), Some(alpn), "{ctx}");
+                    assert_eq!(got.server("alpn"), alpn, "{ctx}");
+                    assert_eq!(got.server("block"), block.to_uppercase(), "{ctx}");
+                }
+            }
+        }
+        let alert = "no ssl_client_hello_by_lua* defined in server *.b.test";
+        let log = nginx.error_log();
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.contains("[alert]") && l.contains(alert))
+                .count(),
+            alerts,
+            "{placement:?}: alerts:\n{log}"
+        );
+        nginx.finish_expecting(&[alert]);
+    }
+
+    // At http {} level, every server {} inherits the handler, a plain-HTTP one too, and
+    // lua-nginx-module refuses that: the handler belongs in the TLS servers then.
+    let http = |p: &[u16]| {
+        format!(
+            "{}\n    server {{ {} }}\n    server {{ listen 127.0.0.1:{}; }}\n",
+            placement_handler("http"),
+            tls_server(p[0], "*.a.test", ""),
+            p[1]
+        )
+    };
+    let files = nginx::server_files(server_pki());
+    match Nginx::try_start("placement-plain", Discovery::Cpath, 2, &files, &http) {
+        Ok(nginx) => {
+            drop(nginx);
+            panic!("nginx started with a client hello handler for a plain-HTTP server");
+        }
+        Err(log) => assert!(
+            log.contains("[emerg]") && log.contains("no ssl configured for the server"),
+            "{log}"
+        ),
     }
 }

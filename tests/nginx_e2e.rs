@@ -1,8 +1,10 @@
-//! End to end: `lua/kong_client_tls.lua` inside a stock nginx (Debian's nginx 1.22.1 with
-//! lua-nginx-module 0.10.23 and lua-resty-core 0.1.25), driven by real TLS clients over
-//! TLS 1.2 and TLS 1.3. Each test starts one nginx with several server blocks on
-//! 127.0.0.1 and stops it whatever happens; every test ends by checking that nginx is
-//! still alive, exits cleanly and logged no `[alert]`, `[crit]`, `[emerg]` or crash.
+//! End to end: `lua/kong_client_tls.lua` inside a stock nginx (Debian's: the host's
+//! nginx 1.22.1 with lua-nginx-module 0.10.23 and lua-resty-core 0.1.25, or with
+//! `KCT_NGINX_ROOT` that of a Debian 13 or unstable root, see `tests/distro/run.sh`),
+//! driven by real TLS clients over TLS 1.2 and TLS 1.3. Each test starts one nginx with
+//! several server blocks on 127.0.0.1 and stops it whatever happens; every test ends by
+//! checking that nginx is still alive, exits cleanly and logged no `[alert]`, `[crit]`,
+//! `[emerg]` or crash.
 
 mod common;
 mod nginx;
@@ -325,7 +327,10 @@ fn mtls_http(p: &[u16]) -> String {
             p[4],
             "tls.request_client_certificate(e2e.ca(\"client-ca\"))",
         )
-        .replace(" ssl;", " ssl http2;"),
+        .replace(
+            &format!("listen 127.0.0.1:{} ssl;", p[4]),
+            &nginx::listen_http2(p[4]),
+        ),
     ]
     .concat()
 }

@@ -1,6 +1,11 @@
-//! Support for the end-to-end tests: a stock nginx (Debian's nginx 1.22 with
+//! Support for the end-to-end tests: a stock nginx (Debian's nginx with
 //! lua-nginx-module and lua-resty-core) started from a generated config in a temp dir on
 //! 127.0.0.1, stopped whatever happens, and real TLS clients to drive it.
+//!
+//! The nginx is the host's, or with `KCT_NGINX_ROOT=<dir>` the one of a Debian root made
+//! by `tests/distro/make-root.sh` (another Debian release: its nginx, lua-nginx-module,
+//! lua-resty-core, LuaJIT and libssl), run chrooted there with the library built on the
+//! host. The clients always run on the host.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -30,6 +35,63 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The file `tests/distro/make-root.sh` writes last into a root it completed.
+const ROOT_STAMP: &str = ".kct-root-complete";
+
+/// `KCT_NGINX_ROOT`: the Debian root nginx runs in, `None` for the host's nginx.
+pub fn nginx_root() -> Option<PathBuf> {
+    let dir = std::env::var_os("KCT_NGINX_ROOT").filter(|d| !d.is_empty())?;
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.is_absolute(),
+        "KCT_NGINX_ROOT={} must be an absolute path",
+        dir.display()
+    );
+    assert!(
+        dir.join(ROOT_STAMP).is_file(),
+        "KCT_NGINX_ROOT={}: not a complete root (no {ROOT_STAMP}); make it with \
+         tests/distro/make-root.sh <suite> {}",
+        dir.display(),
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// Where the nginx under test sees `path`: inside the root, if there is one.
+pub fn nginx_path(path: &str) -> PathBuf {
+    match nginx_root() {
+        Some(r) => r.join(path.trim_start_matches('/')),
+        None => PathBuf::from(path),
+    }
+}
+
+/// The version of the nginx under test (`nginx -v`), e.g. `(1, 22, 1)`.
+pub fn nginx_version() -> (u32, u32, u32) {
+    static VERSION: std::sync::OnceLock<(u32, u32, u32)> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(read_nginx_version)
+}
+
+fn read_nginx_version() -> (u32, u32, u32) {
+    let mut command = match nginx_root() {
+        Some(r) => {
+            let mut c = Command::new("chroot");
+            c.arg(r).arg(NGINX);
+            c
+        }
+        None => Command::new(NGINX),
+    };
+    let out = command.arg("-v").output().expect("nginx -v runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let version = text
+        .split("nginx/")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no version in `nginx -v`: {text}"));
+    let mut parts = version.split('.').map(|n| n.parse::<u32>().unwrap());
+    let mut next = || parts.next().unwrap_or(0);
+    (next(), next(), next())
+}
+
 /// The directory of the built `libkong_client_tls.so`; never skipped when missing.
 pub fn release_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -43,16 +105,20 @@ pub fn release_dir() -> PathBuf {
          (`make test` does)",
         dir.display()
     );
+    let install = match nginx_root() {
+        Some(r) => format!(
+            "remake the root: rm -rf {0} && tests/distro/make-root.sh <suite> {0}",
+            r.display()
+        ),
+        None => "install nginx, libnginx-mod-http-lua and lua-resty-core (`make deps`)".into(),
+    };
     for needed in [
         NGINX.to_string(),
         format!("{MODULES}/ngx_http_lua_module.so"),
         format!("{RESTY_CORE}/resty/core.lua"),
     ] {
-        assert!(
-            Path::new(&needed).exists(),
-            "{needed} is missing: install nginx, libnginx-mod-http-lua and lua-resty-core \
-             (`make deps`)"
-        );
+        let path = nginx_path(&needed);
+        assert!(path.exists(), "{} is missing: {install}", path.display());
     }
     dir
 }
@@ -130,15 +196,19 @@ impl Nginx {
             let conf = config(&dir, &release, discovery, &http(&ports));
             fs::write(dir.join("nginx.conf"), conf).unwrap();
             let _ = fs::remove_file(dir.join("logs/error.log"));
-            let mut command = Command::new(NGINX);
+            let mut command = nginx_command(&dir, &release);
             // SAFETY: prctl is async-signal-safe. nginx dies with the test thread that
-            // started it even if the test binary is killed and no Drop runs.
+            // started it even if the test binary is killed and no Drop runs. In a root,
+            // in-root.sh, unshare and chroot each exec the next: the setting reaches nginx.
             unsafe {
                 command.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
             }
+            // nginx writes to stderr only before its error log is open (and the root's
+            // mounts may fail): kept for the message when it does not start.
+            let stderr = fs::File::create(dir.join("logs/stderr.log")).unwrap();
             let child = command
                 .arg("-p")
                 .arg(&dir)
@@ -148,7 +218,7 @@ impl Nginx {
                 .arg(dir.join("logs/error.log"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .expect("nginx starts");
             let mut nginx = Nginx {
@@ -175,7 +245,12 @@ impl Nginx {
         for port in self.ports.clone() {
             loop {
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    return Err(format!("(nginx exited: {status})\n{}", self.error_log()));
+                    let stderr =
+                        fs::read_to_string(self.dir.join("logs/stderr.log")).unwrap_or_default();
+                    return Err(format!(
+                        "(nginx exited: {status})\n{stderr}{}",
+                        self.error_log()
+                    ));
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;
@@ -216,7 +291,13 @@ impl Nginx {
 
     /// Stops nginx and asserts it was still running, exited cleanly, and logged nothing
     /// at `[alert]`, `[crit]` or `[emerg]`, and no crashed process.
-    pub fn finish(mut self) {
+    pub fn finish(self) {
+        self.finish_expecting(&[]);
+    }
+
+    /// [`Nginx::finish`], except that log lines containing one of `expected` (an
+    /// `[alert]` the test provoked on purpose and checks itself) do not count.
+    pub fn finish_expecting(mut self, expected: &[&str]) {
         let alive = self.child.as_mut().unwrap().try_wait().unwrap().is_none();
         let status = self.stop().expect("nginx status");
         let log = self.error_log();
@@ -228,6 +309,11 @@ impl Nginx {
             status.success(),
             "nginx exited with {status}; error log:\n{log}"
         );
+        let unexpected: String = log
+            .lines()
+            .filter(|l| !expected.iter().any(|e| l.contains(e)))
+            .collect::<Vec<_>>()
+            .join("\n");
         for bad in [
             "[alert]",
             "[crit]",
@@ -235,7 +321,7 @@ impl Nginx {
             "exited on signal",
             "core dumped",
         ] {
-            assert!(!log.contains(bad), "error log has {bad}:\n{log}");
+            assert!(!unexpected.contains(bad), "error log has {bad}:\n{log}");
         }
     }
 }
@@ -247,6 +333,29 @@ impl Drop for Nginx {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The command that runs nginx (its arguments follow): the host's `/usr/sbin/nginx`, or
+/// with `KCT_NGINX_ROOT` the root's, through `tests/distro/in-root.sh`: chrooted, in a
+/// mount namespace of its own where the clone, the test's temp dir and the library's
+/// directory are bind-mounted at the same paths as on the host, so that the generated
+/// config works unchanged. The mounts exist only in that namespace and end with nginx,
+/// and the script execs its way to nginx, which keeps the pid (and PR_SET_PDEATHSIG).
+fn nginx_command(dir: &Path, release: &Path) -> Command {
+    let Some(chroot) = nginx_root() else {
+        return Command::new(NGINX);
+    };
+    // Each path once; one inside another is already visible through it.
+    let mut binds: Vec<&Path> = Vec::new();
+    for path in [root(), dir, release] {
+        if !binds.iter().any(|b| path.starts_with(b)) {
+            binds.retain(|b| !b.starts_with(path));
+            binds.push(path);
+        }
+    }
+    let mut command = Command::new(root().join("tests/distro/in-root.sh"));
+    command.arg(&chroot).args(binds).args(["--", NGINX]);
+    command
 }
 
 fn config(dir: &Path, release: &Path, discovery: Discovery, http: &str) -> String {
@@ -304,6 +413,16 @@ http {{
 }}
 "#
     )
+}
+
+/// The `listen` line of a TLS server block on `port` with HTTP/2 on: nginx 1.25.1 made
+/// `http2` a directive of its own and logs a `[warn]` for the old `listen ... http2`.
+pub fn listen_http2(port: u16) -> String {
+    if nginx_version() >= (1, 25, 1) {
+        format!("listen 127.0.0.1:{port} ssl;\n        http2 on;")
+    } else {
+        format!("listen 127.0.0.1:{port} ssl http2;")
+    }
 }
 
 /// The `ssl_*` lines of a TLS server block using `server.pem`/`server.key`.
