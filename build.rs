@@ -8,6 +8,7 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
+    refuse_openssl_before_3();
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=KONG_CLIENT_TLS_WRITE_HEADER");
@@ -27,5 +28,26 @@ fn main() {
     if env::var_os("KONG_CLIENT_TLS_WRITE_HEADER").is_some() {
         let committed = crate_dir.join("include").join("kong_client_tls.h");
         std::fs::copy(&out, &committed).expect("include/ is writable");
+    }
+}
+
+/// OpenSSL 1.1.1 (still linked by OpenResty 1.25's packages and RHEL 8) lacks calls this
+/// library makes (`SSL_get0_peer_certificate`, among others) and its handshake internals
+/// were never verified: say so at build time instead of failing to link or, worse, at
+/// run time. openssl-sys tells dependents the version of the headers it found.
+fn refuse_openssl_before_3() {
+    let Ok(hex) = env::var("DEP_OPENSSL_VERSION_NUMBER") else {
+        return;
+    };
+    let version = u64::from_str_radix(&hex, 16).unwrap_or(0);
+    if version < 0x3000_0000 {
+        panic!(
+            "kong-client-tls needs OpenSSL 3.0 or newer (3.0 to 3.6 and 4.0 are verified), \
+             but openssl-sys found OpenSSL headers of version 0x{hex} (OpenSSL {}.{}.{}); \
+             point OPENSSL_DIR at an OpenSSL 3 installation",
+            version >> 28,
+            (version >> 20) & 0xff,
+            (version >> 12) & 0xff,
+        );
     }
 }

@@ -183,15 +183,20 @@ const char *kong_client_tls_version(void);
 // `OpenSSL_version_num()` of the libcrypto this library is bound to at run time.
 unsigned long kong_client_tls_openssl_version_num(void);
 
-// Checks that the host process and this library use the same libssl and libcrypto.
+// Checks that the host process and this library use the same libssl and libcrypto, and
+// that it is of an OpenSSL release line this library is verified on.
 //
 // Compares the addresses of `SSL_new` and `X509_free` that this library is bound to with
-// those the host process exports (`dlsym(RTLD_DEFAULT, …)`). Call it once at load time.
+// those the host process exports (`dlsym(RTLD_DEFAULT, …)`), then the release line of
+// `OpenSSL_version_num()` (3.0 to 3.6 and 4.0 are verified). Call it once at load time.
 //
-// Returns `KONG_CLIENT_TLS_OK` when they are the same objects;
-// `KONG_CLIENT_TLS_NO_HOST_LIBSSL` when the host exports neither symbol (a process that
-// does not use OpenSSL itself, or links it statically without exporting it: the caller
-// decides; `*err` explains); `KONG_CLIENT_TLS_ERROR` when they differ (`*err` says which).
+// Returns `KONG_CLIENT_TLS_OK` when they are the same objects of a verified line;
+// `KONG_CLIENT_TLS_NO_HOST_LIBSSL` when the line is verified but the host exports neither
+// symbol (a process that does not use OpenSSL itself, or links it statically without
+// exporting it: the caller decides; `*err` explains); `KONG_CLIENT_TLS_ERROR` when they
+// differ or the line is not verified (`*err` says which). On an unverified line,
+// `kong_client_tls_request_client_certificate`, `kong_client_tls_disable_session_reuse`
+// and `kong_client_tls_disable_http2_alpn` refuse every call with the same message.
 //
 // # Safety
 // `err` is NULL or writable.

@@ -40,6 +40,7 @@ int kong_client_tls_request_client_certificate(SSL *ssl,
 int kong_client_tls_disable_session_reuse(SSL *ssl, const char **err);
 int kong_client_tls_disable_http2_alpn(SSL *ssl, const char **err);
 const char *kong_client_tls_version(void);
+unsigned long kong_client_tls_openssl_version_num(void);
 int kong_client_tls_check_libssl(const char **err);
 
 void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r, const char **err);
@@ -135,15 +136,25 @@ if in_nginx and ngx_config.subsystem ~= "http" then
         .. " supported (only http)", 0)
 end
 
+-- "OpenSSL 3.5.5" from OpenSSL_version_num()'s 0xMNN00PP0L.
+local function openssl_version(num)
+  num = tonumber(num)
+  local floor = math.floor
+  return "OpenSSL " .. floor(num / 2^28) .. "." .. floor(num / 2^20) % 256 .. "."
+         .. floor(num / 2^4) % 256
+end
+
 do
   errp[0] = nil
   local rc = lib.kong_client_tls_check_libssl(errp)
   if rc ~= KONG_CLIENT_TLS_OK then
     local msg = errp[0] ~= nil and ffi_string(errp[0]) or ("status " .. tostring(rc))
     -- A process without OpenSSL of its own (plain LuaJIT) cannot share a second copy,
-    -- but nginx always has one: refuse there, two libssl copies corrupt memory.
+    -- but nginx always has one: refuse there, two libssl copies corrupt memory. An
+    -- unverified OpenSSL line is an error everywhere.
     if rc ~= KONG_CLIENT_TLS_NO_HOST_LIBSSL or in_nginx then
-      error("kong_client_tls: refusing to load " .. lib_path .. ": " .. msg, 0)
+      error("kong_client_tls: refusing to load " .. lib_path .. " with "
+            .. openssl_version(lib.kong_client_tls_openssl_version_num()) .. ": " .. msg, 0)
     end
   end
 end

@@ -11,20 +11,27 @@
 //!   into a status code plus a static C string, so no host process ever unwinds or frees;
 //! - every pointer from outside is checked by [`ssl::server_ssl`] or its siblings before use;
 //! - state kept with a connection lives in `SSL` ex_data, freed by OpenSSL with the `SSL`;
-//!   the only process-wide state is the once-initialised ex_data index;
-//! - the library binds to the host's `libssl.so.3` and [`version`] can prove it.
+//!   the only process-wide state is once-initialised: ex_data indices and the running
+//!   OpenSSL line;
+//! - the library binds to the host's `libssl.so.3` and [`version`] can prove it;
+//! - what differs between OpenSSL releases is decided at run time from
+//!   `OpenSSL_version_num()`, and a release line outside the tested matrix is refused.
 //!
 //! Modules, one per concept:
 //! - [`client_cert`] holds `request_client_certificate`, mutual TLS on demand;
 //! - [`session`] holds `disable_session_reuse`;
 //! - [`chain`] holds `get_full_client_certificate_chain`, PEM encoded once per connection;
 //! - [`alpn`] holds `disable_http2_alpn`, and an ALPN select callback for C servers;
-//! - [`version`] holds library and libssl versions, and the one-libssl check.
+//! - [`version`] holds library and libssl versions, and the load-time check (one libssl,
+//!   of a verified release line);
+//! - `openssl_lines` holds the verified OpenSSL lines and the internals that differ
+//!   between them, read from the running libcrypto, never from the build's headers.
 
 pub mod alpn;
 pub mod chain;
 pub mod client_cert;
 pub mod error;
+pub(crate) mod openssl_lines;
 mod pem;
 pub mod session;
 pub mod ssl;

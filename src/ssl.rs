@@ -8,10 +8,12 @@ use openssl::ssl::SslRef;
 use openssl_sys::SSL;
 
 use crate::error::Error;
+use crate::openssl_lines;
 
 // The libssl functions this crate calls that `openssl-sys` does not declare (all in
 // OpenSSL 3.0's libssl.so.3). cbindgen.toml keeps them out of our header.
 extern "C" {
+    pub(crate) fn SSL_in_before(ssl: *const SSL) -> c_int;
     pub(crate) fn SSL_get_state(ssl: *const SSL) -> c_int;
     pub(crate) fn SSL_get0_peer_certificate(ssl: *const SSL) -> *mut openssl_sys::X509;
     pub(crate) fn SSL_set_msg_callback(
@@ -40,10 +42,6 @@ extern "C" {
     ) -> c_int;
 }
 
-// `OSSL_HANDSHAKE_STATE` values, stable since OpenSSL 1.1.0.
-const TLS_ST_BEFORE: c_int = 0;
-const TLS_ST_SR_CLNT_HELLO: c_int = 20;
-
 /// The server-side connection behind `ssl`, or the reason it cannot be used.
 ///
 /// # Safety
@@ -62,42 +60,49 @@ pub(crate) unsafe fn server_ssl<'a>(ssl: *mut SSL) -> Result<&'a mut SslRef, Err
 
 /// Like [`server_ssl`], and the handshake must not have answered the ClientHello yet:
 /// settings that shape the ServerHello only work from the client hello or certificate
-/// callback (or before the handshake starts).
+/// callback (or before the handshake starts). Also refuses an unverified libssl, whose
+/// handshake states this cannot read.
 ///
 /// # Safety
 /// As for [`server_ssl`].
 pub(crate) unsafe fn server_ssl_before_server_hello<'a>(
     ssl: *mut SSL,
 ) -> Result<&'a mut SslRef, Error> {
+    let line = openssl_lines::running()?;
     // SAFETY: forwarded contract.
     let ssl = unsafe { server_ssl(ssl) }?;
-    // SAFETY: `ssl` is a live SSL.
-    match unsafe { SSL_get_state(ssl.as_ptr()) } {
-        TLS_ST_BEFORE | TLS_ST_SR_CLNT_HELLO => Ok(ssl),
-        _ => Err(Error::WRONG_STATE),
+    // SAFETY: `ssl` is live; both calls only read its state. No public predicate tells
+    // the certificate callback apart from later states, hence the line's state number.
+    let (before, state) = unsafe { (SSL_in_before(ssl.as_ptr()), SSL_get_state(ssl.as_ptr())) };
+    if before == 1 || state == line.sr_clnt_hello {
+        Ok(ssl)
+    } else {
+        Err(Error::WRONG_STATE)
     }
 }
 
 /// Like [`server_ssl`], for calls that must see the ClientHello itself: allowed before the
-/// handshake starts or inside the client hello callback. Also says which of the two.
+/// handshake starts or inside the client hello callback. Also says which of the two, and
+/// refuses an unverified libssl, whose ClientHello handling this relies on.
 ///
 /// # Safety
 /// As for [`server_ssl`].
 pub(crate) unsafe fn server_ssl_in_client_hello<'a>(
     ssl: *mut SSL,
 ) -> Result<(&'a mut SslRef, bool), Error> {
+    openssl_lines::running()?;
     // SAFETY: forwarded contract.
     let ssl = unsafe { server_ssl(ssl) }?;
     // SAFETY: `ssl` is live; both calls only read its state. The ClientHello accessors
     // answer 0 outside the client hello callback.
-    let (state, hello_version) = unsafe {
+    let (before, hello_version) = unsafe {
         (
-            SSL_get_state(ssl.as_ptr()),
+            SSL_in_before(ssl.as_ptr()),
             openssl_sys::SSL_client_hello_get0_legacy_version(ssl.as_ptr()),
         )
     };
-    match (state, hello_version) {
-        (TLS_ST_BEFORE, _) => Ok((ssl, false)),
+    match (before, hello_version) {
+        (1, _) => Ok((ssl, false)),
         (_, v) if v != 0 => Ok((ssl, true)),
         _ => Err(Error::NOT_IN_CLIENT_HELLO),
     }

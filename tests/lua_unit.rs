@@ -545,8 +545,9 @@ fn two_libssl_copies_refuse_to_load() {
         assert_eq!(
             require(&lua).unwrap_err(),
             format!(
-                "kong_client_tls: refusing to load {}: two copies of libssl in one process",
-                so.display()
+                "kong_client_tls: refusing to load {} with {}: two copies of libssl in one process",
+                so.display(),
+                running_openssl()
             )
         );
     }
@@ -571,10 +572,43 @@ fn no_host_libssl_is_fine_in_plain_luajit_only() {
     assert_eq!(
         require(&lua).unwrap_err(),
         format!(
-            "kong_client_tls: refusing to load {}: the host process exports no libssl symbols",
-            library().display()
+            "kong_client_tls: refusing to load {} with {}: the host process exports no libssl symbols",
+            library().display(),
+            running_openssl()
         )
     );
+}
+
+#[test]
+fn an_unverified_openssl_line_refuses_to_load_everywhere() {
+    // The library's side (the line read from OpenSSL_version_num()) is proven by
+    // tests/c/test_unverified_openssl.c with a faked version; here, what Lua makes of it.
+    const UNVERIFIED: &str = "the running OpenSSL release line is not verified for kong_client_tls";
+    for config in ["nil", "{ nginx_version = 1022001, subsystem = 'http' }"] {
+        let lua = new_state(&Setup {
+            prelude: stub_check(-1, UNVERIFIED, config),
+            ..Setup::default()
+        });
+        assert_eq!(
+            require(&lua).unwrap_err(),
+            format!(
+                "kong_client_tls: refusing to load {} with {}: {UNVERIFIED}",
+                library().display(),
+                running_openssl()
+            )
+        );
+    }
+}
+
+/// How the module names the running libcrypto: "OpenSSL 3.0.19".
+fn running_openssl() -> String {
+    let n = openssl::version::number() as u64;
+    format!(
+        "OpenSSL {}.{}.{}",
+        n >> 28,
+        (n >> 20) & 0xff,
+        (n >> 4) & 0xff
+    )
 }
 
 #[test]
