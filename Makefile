@@ -8,12 +8,24 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 LUADIR  ?= $(PREFIX)/share/lua/5.1
 
-RELEASE   := target/release
+# CARGO_TARGET_DIR is honoured, so the OpenSSL matrix can keep one build per line.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RELEASE   := $(TARGET_DIR)/release
 SO        := $(RELEASE)/libkong_client_tls.so
 STATICLIB := $(RELEASE)/libkong_client_tls.a
 HEADER    := include/kong_client_tls.h
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDLIBS_TEST := -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# The OpenSSL matrix (tests/openssl/matrix.sh) builds the C tests against another
+# OpenSSL's headers (OPENSSL_BUILD_PREFIX) and/or runs them with another libssl
+# (OPENSSL_RUN_PREFIX, through LD_LIBRARY_PATH). Both empty: the system's.
+OPENSSL_BUILD_PREFIX ?=
+OPENSSL_RUN_PREFIX ?=
+ifneq ($(OPENSSL_BUILD_PREFIX),)
+CFLAGS_TEST += -I$(OPENSSL_BUILD_PREFIX)/include
+LDLIBS_TEST := -L$(OPENSSL_BUILD_PREFIX)/lib $(LDLIBS_TEST)
+endif
+CTEST_ENV := $(if $(OPENSSL_RUN_PREFIX),env LD_LIBRARY_PATH=$(OPENSSL_RUN_PREFIX)/lib)
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := gcc g++ make pkg-config libssl-dev openssl curl valgrind \
@@ -55,17 +67,18 @@ test-rust:
 
 # C programs against the header and the static library, then again under valgrind.
 # The header must also compile on its own as C99 and as C++.
-CTEST_DIR := $(RELEASE)/ctests
+CTEST_DIR ?= $(RELEASE)/ctests
 test-c: build
 	@mkdir -p $(CTEST_DIR)
 	$(CC) -std=c99 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c.o
 	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_cxx.o
 	@rm -rf $(CTEST_DIR)/pki && tests/c/make-pki.sh $(CTEST_DIR)/pki
+	$(CC) $(CFLAGS_TEST) -shared -fPIC tests/c/fake_openssl_version.c -o $(CTEST_DIR)/fake_openssl_version.so
 	@set -e; pass=0; fail=0; for src in tests/c/test_*.c; do \
 	  bin=$(CTEST_DIR)/$$(basename $$src .c); \
 	  $(CC) $(CFLAGS_TEST) $$src -o $$bin $(STATICLIB) $(LDLIBS_TEST); \
-	  if $$bin $(CTEST_DIR)/pki && \
-	     valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$bin $(CTEST_DIR)/pki; \
+	  if $(CTEST_ENV) $$bin $(CTEST_DIR)/pki && \
+	     $(CTEST_ENV) valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$bin $(CTEST_DIR)/pki; \
 	  then pass=$$((pass+1)); else echo "FAILED: $$src"; fail=$$((fail+1)); fi; \
 	done; \
 	echo "c tests: $$pass passed, $$fail failed"; test $$fail -eq 0
@@ -113,9 +126,16 @@ fuzz:
 # Benchmarks (issue 5): runs every group, writes BENCHMARKS.md, prints the ratios.
 # Not part of `make test`. KCT_BENCH_SCALE=0.3 gives a quick, rougher run.
 BENCH_DIR := target/bench
+BENCH_OPENSSL_LINES ?= 3.5
 bench: deps build
 	@rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	KCT_BENCH_DIR=$(CURDIR)/$(BENCH_DIR) $(CARGO) bench --bench calls
+	@# Group 1 again on the LTS line, with its libssl.so.3 swapped in (issue 8).
+	set -e; for line in $(BENCH_OPENSSL_LINES); do \
+	  prefix=$$(tests/openssl/build.sh $$line); dir=$(CURDIR)/$(BENCH_DIR)/openssl-$$(basename $$prefix); \
+	  mkdir -p $$dir; \
+	  LD_LIBRARY_PATH=$$prefix/lib KCT_BENCH_DIR=$$dir KCT_BENCH_SKIP=2,4 $(CARGO) bench --bench calls; \
+	done
 	KCT_BENCH_DIR=$(CURDIR)/$(BENCH_DIR) $(CARGO) bench --bench nginx
 	sh benches/report.sh $(BENCH_DIR) > BENCHMARKS.md
 	@echo "== wrote BENCHMARKS.md; summary:"; sed -n '/^## Summary/,/^## Group 1/p' BENCHMARKS.md | grep '^|'

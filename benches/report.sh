@@ -40,7 +40,17 @@ numbers move from run to run, ratios hold. "Spread" is the 25th–75th percentil
 | group | comparison | result | goal | verdict |
 |---|---|---|---|---|
 EOF
-cat "$dir"/summary-*.md 2>/dev/null | sort -s -t"|" -k2,2n || true
+# Group 1 rows name the OpenSSL they ran on: the system's, then each line swapped in
+# (openssl-*/, written by `make bench` with the bench binary on that libssl.so.3).
+system_openssl=$(openssl version | awk '{ print "OpenSSL " $2 }')
+{
+  cat "$dir"/summary-*.md 2>/dev/null | sed "s/^| 1 |/| 1 ($system_openssl) |/"
+  for sub in "$dir"/openssl-*/; do
+    [ -d "$sub" ] || continue
+    v=$(basename "$sub"); v="OpenSSL ${v#openssl-}"
+    grep '^| 1 |' "$sub/summary-calls.md" 2>/dev/null | sed "s/^| 1 |/| 1 ($v) |/"
+  done
+} | sort -s -t"|" -k2,2n || true
 cat <<'EOF'
 
 ### Reading the results
@@ -76,6 +86,19 @@ $(frag group1.md)
 ### Instruction counts (callgrind: immune to noise)
 
 $(frag group1-instr.md)
+$(for sub in "$dir"/openssl-*/; do
+  [ -d "$sub" ] || continue
+  v=${sub%/}; v=${v##*/openssl-}
+  echo
+  echo "### Group 1 on OpenSSL $v"
+  echo
+  echo "The same bench binary (built against the system's OpenSSL $(openssl version | awk '{print $2}') headers) with OpenSSL $v's"
+  echo "libssl.so.3 first on LD_LIBRARY_PATH (\\`tests/openssl/build.sh\\`), as inside OpenResty. Same method as above."
+  echo
+  frag "openssl-$v/group1.md"
+  echo
+  frag "openssl-$v/group1-instr.md"
+done)
 
 ## Group 2: chain retrieval (client sends leaf + 2 intermediates)
 
