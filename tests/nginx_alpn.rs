@@ -235,7 +235,11 @@ fn fetch(h: &Hello) -> Result<Outcome, String> {
     }
     let ctx = ctx.build();
     let mut ssl = Ssl::new(&ctx).unwrap();
-    ssl.set_hostname(h.sni).unwrap();
+    // An empty name: no SNI at all.
+    if !h.sni.is_empty() {
+        ssl.set_hostname(h.sni).unwrap();
+    }
+    let host = if h.sni.is_empty() { "127.0.0.1" } else { h.sni };
     if let Some(session) = h.session {
         // SAFETY: the session comes from a client with the same settings.
         unsafe { ssl.set_session(session).unwrap() };
@@ -249,9 +253,9 @@ fn fetch(h: &Hello) -> Result<Outcome, String> {
         .selected_alpn_protocol()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let body = if alpn.as_deref() == Some("h2") {
-        h2_get(&mut stream, h.sni)
+        h2_get(&mut stream, host)
     } else {
-        http11_get(&mut stream, h.sni)
+        http11_get(&mut stream, host)
     };
     let _ = stream.shutdown();
     let ssl = stream.ssl();
@@ -343,7 +347,8 @@ fn h2_get(stream: &mut impl ReadWrite, host: &str) -> String {
 
 // curl and openssl s_client -----------------------------------------------------------
 
-/// `curl --http2` over exactly `version`; returns (stdout, stderr).
+/// `curl --http2` over exactly `version`; returns (stdout, stderr). `name` 127.0.0.1:
+/// no SNI (curl sends none for an IP address).
 fn curl_http2(port: u16, name: &str, version: SslVersion) -> (String, String) {
     let flags: &[&str] = if version == SslVersion::TLS1_3 {
         &["--tlsv1.3"]
@@ -920,4 +925,155 @@ fn client_hello_handler_placement() {
             "{log}"
         ),
     }
+}
+
+// `http2 off;` per server {} (no Lua) ----------------------------------------------------
+
+/// nginx 1.25.1 made HTTP/2 a per-server directive (`http2 on|off;`) and deprecated the
+/// `http2` parameter of `listen`.
+const HTTP2_DIRECTIVE: (u32, u32, u32) = (1, 25, 1);
+
+/// A TLS server block without `http2` in its `listen`, then `extra`, reporting `block`.
+fn plain_tls_server(port: u16, name: &str, extra: &str, block: &str) -> String {
+    format!(
+        "server {{\n        \
+         listen 127.0.0.1:{port} ssl;\n        \
+         server_name {name};\n        \
+         ssl_protocols TLSv1.2 TLSv1.3;\n        \
+         ssl_certificate server.pem;\n        \
+         ssl_certificate_key server.key;\n        \
+         {extra}\n        \
+         {report}\n    \
+         }}\n    ",
+        report = report(block),
+    )
+}
+
+/// What a client offering `h2,http/1.1` gets for `name` ("" = no SNI) on `port`, by the
+/// Rust client and by curl `--http2`, over TLS 1.2 and 1.3: asserts `alpn` and that
+/// `block` served it over the matching HTTP version.
+fn assert_alpn(port: u16, name: &str, block: &str, alpn: &str, ctx: &str) {
+    let proto = if alpn == "h2" { "HTTP/2.0" } else { "HTTP/1.1" };
+    for version in VERSIONS {
+        let ctx = format!(
+            "{ctx}: {} {version:?}",
+            if name.is_empty() { "no SNI" } else { name }
+        );
+        let got = fetch(&Hello::new(port, name, version, Some(H2_HTTP11)))
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        assert_eq!(got.alpn.as_deref(), Some(alpn), "{ctx}: {got:?}");
+        assert_eq!(got.server("alpn"), alpn, "{ctx}: {got:?}");
+        assert_eq!(got.server("proto"), proto, "{ctx}: {got:?}");
+        assert_eq!(got.server("block"), block, "{ctx}: {got:?}");
+        assert_eq!(got.server("sni"), name, "{ctx}: {got:?}");
+        assert_eq!(
+            got.server("tls"),
+            nginx::tls_label(version),
+            "{ctx}: {got:?}"
+        );
+
+        let curl_name = if name.is_empty() { "127.0.0.1" } else { name };
+        let (out, err) = curl_http2(port, curl_name, version);
+        assert!(
+            err.contains(&format!("ALPN: server accepted {alpn}")),
+            "{ctx} (curl): {err}"
+        );
+        let http_version = if alpn == "h2" { "2" } else { "1.1" };
+        assert!(
+            out.contains(&format!("block={block} proto={proto} alpn={alpn} ")),
+            "{ctx} (curl): {out}"
+        );
+        assert!(
+            out.contains(&format!(" sni={name}\n")),
+            "{ctx} (curl): {out}"
+        );
+        assert!(
+            out.ends_with(&format!("\nhttp_version={http_version}\n")),
+            "{ctx} (curl): {out}"
+        );
+    }
+}
+
+/// Without Lua: from nginx 1.25.1, `http2 off;` in one `server {}` and `http2 on;` in
+/// another on the same TLS address give each name its own ALPN answer (the servername
+/// callback switches the connection's server before ALPN is selected), and a client
+/// without SNI gets the default server's; so `disable_http2_alpn` is needed only for a
+/// decision per connection (client address, fingerprint, ...), not per name. A legacy
+/// `listen ... http2` on that address still offers h2 to every name, `http2 off;` or
+/// not. Before 1.25.1 there is no `http2` directive (nginx refuses the config) and
+/// `listen ... http2` is the only switch: per address, for every name.
+#[test]
+fn http2_off_per_server() {
+    let version = nginx::nginx_version();
+    let files = nginx::server_files(server_pki());
+    let setup = nginx::Setup {
+        no_lua: true,
+        ..Default::default()
+    };
+    if version < HTTP2_DIRECTIVE {
+        let http = |p: &[u16]| plain_tls_server(p[0], "on.test", "http2 on;", "ON");
+        match Nginx::try_start_with("http2-directive", Discovery::Cpath, setup, 1, &files, &http) {
+            Ok(nginx) => {
+                drop(nginx);
+                panic!("nginx {version:?} accepted the http2 directive");
+            }
+            Err(log) => assert!(
+                log.contains("[emerg]") && log.contains("unknown directive \"http2\""),
+                "nginx {version:?}: {log}"
+            ),
+        }
+    } else {
+        // Port 0: the default server has http2 on; port 1: the default has it off.
+        let http = |p: &[u16]| {
+            [
+                plain_tls_server(p[0], "on.test", "http2 on;", "ON"),
+                plain_tls_server(p[0], "off.test", "http2 off;", "OFF"),
+                plain_tls_server(p[1], "off.test", "http2 off;", "OFF"),
+                plain_tls_server(p[1], "on.test", "http2 on;", "ON"),
+            ]
+            .concat()
+        };
+        let nginx = Nginx::start_with("http2-directive", Discovery::Cpath, setup, 2, &files, &http);
+        for (i, default) in [(0, "ON"), (1, "OFF")] {
+            let ctx = format!("nginx {version:?}, port {i} (default server {default})");
+            let port = nginx.port(i);
+            assert_alpn(port, "on.test", "ON", "h2", &ctx);
+            assert_alpn(port, "off.test", "OFF", "http/1.1", &ctx);
+            let alpn = if default == "ON" { "h2" } else { "http/1.1" };
+            assert_alpn(port, "", default, alpn, &ctx);
+        }
+        let log = nginx.error_log();
+        assert!(!log.contains("[warn]"), "{log}");
+        nginx.finish();
+    }
+
+    // The legacy switch, in the non-default server only; the default server says
+    // `http2 off;` where the directive exists.
+    let off = if version < HTTP2_DIRECTIVE {
+        ""
+    } else {
+        "http2 off;"
+    };
+    let http = |p: &[u16]| {
+        [
+            plain_tls_server(p[0], "off.test", off, "OFF"),
+            plain_tls_server(p[0], "legacy.test", "", "LEGACY").replace(" ssl;", " ssl http2;"),
+        ]
+        .concat()
+    };
+    let nginx = Nginx::start_with("http2-legacy", Discovery::Cpath, setup, 1, &files, &http);
+    let ctx = format!("nginx {version:?}, listen ... http2 in one server");
+    let port = nginx.port(0);
+    assert_alpn(port, "legacy.test", "LEGACY", "h2", &ctx);
+    assert_alpn(port, "off.test", "OFF", "h2", &ctx);
+    assert_alpn(port, "", "OFF", "h2", &ctx);
+    let log = nginx.error_log();
+    let deprecated =
+        "the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead";
+    assert_eq!(
+        log.contains(deprecated),
+        version >= HTTP2_DIRECTIVE,
+        "nginx {version:?}: {log}"
+    );
+    nginx.finish();
 }

@@ -706,3 +706,156 @@ fn nginx_refuses_to_start_when_the_library_is_not_found() {
         "{log}"
     );
 }
+
+/// `tests/c/fake_openssl_version.c` built as `<target>/release/kct-fake-openssl-version.so`
+/// (the release dir is visible to nginx in a root too); returns its path.
+fn fake_openssl_version_shim(release: &std::path::Path) -> std::path::PathBuf {
+    let out = release.join("kct-fake-openssl-version.so");
+    let tmp = release.join(format!(
+        "kct-fake-openssl-version.so.{}",
+        std::process::id()
+    ));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&tmp)
+        .arg(nginx::root().join("tests/c/fake_openssl_version.c"))
+        .status()
+        .unwrap_or_else(|e| panic!("{cc} runs: {e}"));
+    assert!(status.success(), "{cc} failed to build the shim");
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// A plain-HTTP server whose `/` answers what `OpenSSL_version_num()` returns inside
+/// nginx now (hex), i.e. after start-up, through LuaJIT's FFI.
+fn openssl_version_http(p: &[u16]) -> String {
+    format!(
+        r#"
+    server {{
+        listen 127.0.0.1:{};
+        location / {{
+            content_by_lua_block {{
+                local ffi = require "ffi"
+                pcall(ffi.cdef, "unsigned long OpenSSL_version_num(void);")
+                ngx.print(string.format("%x", tonumber(ffi.C.OpenSSL_version_num())))
+            }}
+        }}
+    }}
+"#,
+        p[0]
+    )
+}
+
+fn running_openssl_version_num(nginx: &Nginx) -> u64 {
+    let (status, body) = get_plain(nginx.port(0), "/");
+    assert_eq!(status, 200, "{body}");
+    u64::from_str_radix(&body, 16).unwrap_or_else(|e| panic!("{body:?}: {e}"))
+}
+
+/// An OpenSSL release line the library was not verified on, faked with an LD_PRELOAD
+/// shim of `OpenSSL_version_num()`, makes nginx refuse to start: the `require` in
+/// `init_by_lua*` raises the module's message and nginx exits. Controls: without the
+/// shim nginx starts; with the shim faking a verified line it starts too and the faked
+/// number is what nginx's own process answers, which shows the preload reaches nginx
+/// (through in-root.sh's chroot as well). nginx keeps its environment while it loads the
+/// configuration (`init_by_lua*` runs then), and afterwards only what `env` names.
+#[test]
+fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
+    let release = nginx::release_dir();
+    let shim = fake_openssl_version_shim(&release);
+    let shim = shim.to_str().unwrap();
+    let keep_env = "env KCT_FAKE_OPENSSL_VERSION_NUM;";
+
+    // No shim: the real line, which the library accepts.
+    let nginx = Nginx::start(
+        "openssl-real",
+        Discovery::Cpath,
+        1,
+        &[],
+        &openssl_version_http,
+    );
+    let real = running_openssl_version_num(&nginx);
+    nginx.finish();
+    let (major, minor) = (real >> 28, (real >> 20) & 0xff);
+    assert!(
+        (major, minor) >= (3, 0),
+        "running OpenSSL_version_num {real:x}"
+    );
+
+    // The shim, faking the real line with a patch level no release has.
+    let fake_verified = format!("{:x}", (real & !0xfffff) | 0xff0);
+    let env = [
+        ("LD_PRELOAD", shim),
+        ("KCT_FAKE_OPENSSL_VERSION_NUM", fake_verified.as_str()),
+    ];
+    let setup = nginx::Setup {
+        env: &env,
+        main: keep_env,
+        no_lua: false,
+    };
+    let nginx = Nginx::start_with(
+        "openssl-fake-verified",
+        Discovery::Cpath,
+        setup,
+        1,
+        &[],
+        &openssl_version_http,
+    );
+    assert_eq!(
+        format!("{:x}", running_openssl_version_num(&nginx)),
+        fake_verified,
+        "the shim is not what nginx runs (real {real:x})"
+    );
+    nginx.finish();
+
+    // The same without `env`: init_by_lua* saw the variable (nginx started), but nginx
+    // dropped it from its environment afterwards, master_process off or not.
+    let setup = nginx::Setup { main: "", ..setup };
+    let nginx = Nginx::start_with(
+        "openssl-fake-no-env",
+        Discovery::Cpath,
+        setup,
+        1,
+        &[],
+        &openssl_version_http,
+    );
+    assert_eq!(running_openssl_version_num(&nginx), 0, "environment kept");
+    nginx.finish();
+
+    // OpenSSL 5.0.0: refused at init_by_lua, nginx exits.
+    let env = [
+        ("LD_PRELOAD", shim),
+        ("KCT_FAKE_OPENSSL_VERSION_NUM", "50000000"),
+    ];
+    let setup = nginx::Setup {
+        env: &env,
+        main: keep_env,
+        no_lua: false,
+    };
+    let log = match Nginx::try_start_with(
+        "openssl-unverified",
+        Discovery::Cpath,
+        setup,
+        1,
+        &[],
+        &openssl_version_http,
+    ) {
+        Ok(nginx) => {
+            drop(nginx);
+            panic!("nginx started with a faked OpenSSL 5.0.0");
+        }
+        Err(log) => log,
+    };
+    assert!(log.contains("(nginx exited: "), "{log}");
+    assert!(!log.contains("cannot be preloaded"), "{log}");
+    let lib = release.join("libkong_client_tls.so");
+    let want = format!(
+        "kong_client_tls: refusing to load {} with OpenSSL 5.0.0: the running OpenSSL \
+         release line is not verified for kong_client_tls (verified: 3.0, 3.1, 3.2, 3.3, \
+         3.4, 3.5, 3.6, 4.0)",
+        lib.display()
+    );
+    assert!(log.contains(&want), "no `{want}` in:\n{log}");
+    assert!(log.contains("init_by_lua"), "{log}");
+}
