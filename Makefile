@@ -28,10 +28,11 @@ endif
 CTEST_ENV := $(if $(OPENSSL_RUN_PREFIX),env LD_LIBRARY_PATH=$(OPENSSL_RUN_PREFIX)/lib)
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := gcc g++ make pkg-config libssl-dev openssl curl valgrind \
-                nginx libnginx-mod-http-lua lua-resty-core lua-check
+APT_PACKAGES := gcc g++ make perl pkg-config libssl-dev openssl curl valgrind python3 \
+                nginx libnginx-mod-http-lua lua-resty-core lua-check debootstrap shellcheck
 
-.PHONY: all build deps test test-rust test-c test-abi lint header install uninstall clean run bench fuzz
+.PHONY: all build deps test test-rust test-c test-abi test-openssl test-distros test-matrix \
+        platforms lint header install uninstall clean run bench fuzz
 FUZZ_SECONDS ?= 60
 
 all: build
@@ -48,10 +49,48 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The host's stack (Debian 12: OpenSSL 3.0, nginx 1.22), then the LTS OpenSSL 3.5 swapped
+# in under the same binaries, then Debian 13's nginx 1.26 / OpenSSL 3.5 in a debootstrap
+# root. `make test-matrix` runs every OpenSSL line and distribution (CI does).
 test: deps build
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-abi
+	$(MAKE) test-openssl OPENSSL_LINES=3.5 MATRIX_MODES=swap
+	$(MAKE) test-distros DISTROS=trixie
+
+# The OpenSSL matrix (tests/openssl/matrix.sh): each line built once from the openssl-src
+# crate's source into ~/.cache/kong-client-tls (KCT_CACHE), then the in-process suites.
+OPENSSL_LINES ?= all
+MATRIX_MODES ?= swap build
+MATRIX_DIR := $(TARGET_DIR)/matrix
+test-openssl: build
+	@mkdir -p $(MATRIX_DIR)
+	MATRIX_MODES="$(MATRIX_MODES)" KCT_MATRIX_OUT=$(CURDIR)/$(MATRIX_DIR)/openssl.tsv \
+	  tests/openssl/matrix.sh $(OPENSSL_LINES)
+
+# The real-nginx suites on Debian's nginx of each distribution (tests/distro/run.sh), with
+# the library built here; `host` is this machine's nginx.
+DISTROS ?= host trixie sid
+test-distros: build
+	@mkdir -p $(MATRIX_DIR)
+	@rm -f $(MATRIX_DIR)/nginx.tsv
+	@rc=0; for d in $(DISTROS); do \
+	  KCT_MATRIX_OUT=$(CURDIR)/$(MATRIX_DIR)/nginx.tsv tests/distro/run.sh $$d || rc=1; \
+	done; exit $$rc
+
+# Everything: every OpenSSL line both ways, the three distributions, and the platform
+# table the README would get from it (target/matrix/platforms.md).
+test-matrix: deps build
+	@rc=0; \
+	$(MAKE) test-openssl OPENSSL_LINES=all || rc=1; \
+	$(MAKE) test-distros DISTROS="host trixie sid" || rc=1; \
+	python3 tests/matrix/platforms.py $(MATRIX_DIR) > $(MATRIX_DIR)/platforms.md; \
+	cat $(MATRIX_DIR)/platforms.md; exit $$rc
+
+# Runs the whole matrix and writes its table into README.md ("Supported platforms").
+platforms: test-matrix
+	python3 tests/matrix/platforms.py $(MATRIX_DIR) README.md
 
 # The shared library exports only our API, defines no OpenSSL symbol (no second copy of
 # OpenSSL inside it) and binds the system libssl.so.3 dynamically.
@@ -88,6 +127,7 @@ lint:
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --test header
 	luacheck --no-color lua/ examples/ tests/nginx/
+	shellcheck tests/openssl/*.sh tests/distro/*.sh
 
 # Rewrites the committed header from the Rust sources.
 header:
