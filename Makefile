@@ -16,6 +16,16 @@ STATICLIB := $(RELEASE)/libkong_client_tls.a
 HEADER    := include/kong_client_tls.h
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDLIBS_TEST := -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# What `make test` needs beyond the host, made side by side with the library (`-j3`): the
+# first time, OpenSSL 3.5 compiles while debootstrap downloads Debian 13; later, both are
+# cached outside the clone and this takes no time.
+.PHONY: test-prereqs openssl-lts root-trixie
+test-prereqs: build openssl-lts root-trixie
+openssl-lts:
+	@tests/openssl/build.sh 3.5 >/dev/null
+root-trixie:
+	@tests/distro/make-root.sh trixie >/dev/null
+
 # The OpenSSL matrix (tests/openssl/matrix.sh) builds the C tests against another
 # OpenSSL's headers (OPENSSL_BUILD_PREFIX) and/or runs them with another libssl
 # (OPENSSL_RUN_PREFIX, through LD_LIBRARY_PATH). Both empty: the system's.
@@ -52,12 +62,23 @@ deps:
 # The host's stack (Debian 12: OpenSSL 3.0, nginx 1.22), then the LTS OpenSSL 3.5 swapped
 # in under the same binaries, then Debian 13's nginx 1.26 / OpenSSL 3.5 in a debootstrap
 # root. `make test-matrix` runs every OpenSSL line and distribution (CI does).
-test: deps build
+test: deps
+	$(MAKE) -j3 test-prereqs
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-abi
 	$(MAKE) test-openssl OPENSSL_LINES=3.5 MATRIX_MODES=swap
 	$(MAKE) test-distros DISTROS=trixie
+
+# What `make test` needs beyond the host, made side by side with the library (`-j3`): the
+# first time, OpenSSL 3.5 compiles while debootstrap downloads Debian 13; later, both are
+# cached outside the clone and this takes no time.
+.PHONY: test-prereqs openssl-lts root-trixie
+test-prereqs: build openssl-lts root-trixie
+openssl-lts:
+	@tests/openssl/build.sh 3.5 >/dev/null
+root-trixie:
+	@tests/distro/make-root.sh trixie >/dev/null
 
 # The OpenSSL matrix (tests/openssl/matrix.sh): each line built once from the openssl-src
 # crate's source into ~/.cache/kong-client-tls (KCT_CACHE), then the in-process suites.
