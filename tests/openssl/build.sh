@@ -46,8 +46,11 @@ case "$(uname -m)" in
   aarch64) target=linux-aarch64 ;;
   *) target=linux-generic64 ;;
 esac
-options="shared no-module no-legacy no-tests"
-case "$line" in 1.1.1) ;; *) options="$options no-docs" ;; esac
+case "$line" in
+  1.1.1) options="shared no-tests" ;; # no providers, hence nothing to leave out
+  3.0 | 3.1) options="shared no-module no-legacy no-tests" ;;
+  *) options="shared no-module no-legacy no-tests no-docs" ;; # no-docs: 3.2 on
+esac
 
 # The crate leaves out util/mkdef.pl, which writes the linker version scripts of the
 # shared libraries from util/lib{crypto,ssl}.num. Write them here instead, in the same
