@@ -45,7 +45,9 @@ def verdict(results):
     failed = [s for s, p, f in results if int(f) > 0 or int(p) == 0]
     if failed:
         return "**failed**: " + ", ".join(sorted(set(failed)))
-    return f"tested ({len(results)} suites, {sum(int(p) for _, p, _ in results)} passed)"
+    n = len(results)
+    passed = sum(int(p) for _, p, _ in results)
+    return f"tested ({n} suite{'s' if n != 1 else ''}, {passed} passed)"
 
 
 def table(matrix_dir):
