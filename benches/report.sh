@@ -93,7 +93,7 @@ $(for sub in "$dir"/openssl-*/; do
   echo "### Group 1 on OpenSSL $v"
   echo
   echo "The same bench binary (built against the system's OpenSSL $(openssl version | awk '{print $2}') headers) with OpenSSL $v's"
-  echo "libssl.so.3 first on LD_LIBRARY_PATH (\\`tests/openssl/build.sh\\`), as inside OpenResty. Same method as above."
+  echo 'libssl.so.3 first on LD_LIBRARY_PATH (built by `tests/openssl/build.sh`), as inside OpenResty. Same method as above.'
   echo
   frag "openssl-$v/group1.md"
   echo
