@@ -16,16 +16,6 @@ STATICLIB := $(RELEASE)/libkong_client_tls.a
 HEADER    := include/kong_client_tls.h
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -O1 -g -Iinclude
 LDLIBS_TEST := -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
-# What `make test` needs beyond the host, made side by side with the library (`-j3`): the
-# first time, OpenSSL 3.5 compiles while debootstrap downloads Debian 13; later, both are
-# cached outside the clone and this takes no time.
-.PHONY: test-prereqs openssl-lts root-trixie
-test-prereqs: build openssl-lts root-trixie
-openssl-lts:
-	@tests/openssl/build.sh 3.5 >/dev/null
-root-trixie:
-	@tests/distro/make-root.sh trixie >/dev/null
-
 # The OpenSSL matrix (tests/openssl/matrix.sh) builds the C tests against another
 # OpenSSL's headers (OPENSSL_BUILD_PREFIX) and/or runs them with another libssl
 # (OPENSSL_RUN_PREFIX, through LD_LIBRARY_PATH). Both empty: the system's.
