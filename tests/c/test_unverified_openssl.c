@@ -15,7 +15,7 @@
 
 #include <openssl/ssl.h>
 
-#include "kong_client_tls.h"
+#include "check.h"
 
 static const char UNVERIFIED[] =
     "the running OpenSSL release line is not verified for kong_client_tls (verified: 3.0, "
@@ -24,25 +24,6 @@ static const char UNVERIFIED[] =
 
 /* 1.1.1w, a future 3.7, a future 4.1, a 5.0 */
 static const char *const FAKES[] = {"1010117f", "30700000", "40100000", "50000000"};
-
-static int failures, checks;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        checks++;                                                                \
-        if (!(cond)) {                                                           \
-            failures++;                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                        \
-    } while (0)
-
-#define CHECK_ERR(call, text)                                                    \
-    do {                                                                         \
-        const char *err_ = NULL;                                                 \
-        int rc_ = (call);                                                        \
-        CHECK(rc_ == KONG_CLIENT_TLS_ERROR);                                     \
-        CHECK(err_ != NULL && strcmp(err_, (text)) == 0);                        \
-    } while (0)
 
 /* Every hello-phase call on a fresh server SSL: all succeed on a verified line, all are
  * refused with UNVERIFIED otherwise. */
