@@ -766,6 +766,52 @@ fn hello_phase_functions_refuse_a_finished_handshake() {
     assert_eq!(disable_session_reuse(server), Err(expected.into()));
 }
 
+/// The one OpenSSL internal the library reads as a number (docs/openssl-internals.md): the
+/// handshake state in which the client hello and certificate callbacks run, 20 before
+/// OpenSSL 3.2 and 22 from 3.2 on. Every mutual-TLS test fails when the library's table is
+/// wrong for the running line; this one says why. The OpenSSL matrix runs it per line.
+#[test]
+fn hello_and_certificate_callbacks_run_in_the_state_the_library_expects() {
+    extern "C" {
+        fn SSL_get_state(ssl: *const SSL) -> c_int;
+    }
+    let expected = if openssl::version::number() >= 0x3020_0000 {
+        22
+    } else {
+        20
+    };
+    for version in VERSIONS {
+        let name = format!("{version:?}");
+        let server_ctx =
+            server_context(Pki::get("server", common::KeyKind::EcdsaP256), version).build();
+        let client_ctx = client_context(None, version).build();
+        let seen: Arc<Mutex<Vec<(&str, c_int)>>> = Arc::default();
+        let record = |callback: &'static str| {
+            let seen = seen.clone();
+            // SAFETY: OpenSSL passes the live server SSL to the callback.
+            hook(move |ssl| {
+                seen.lock()
+                    .unwrap()
+                    .push((callback, unsafe { SSL_get_state(ssl) }))
+            })
+        };
+        let hooks = Hooks {
+            client_hello: record("client hello"),
+            certificate: record("certificate"),
+            ..Hooks::default()
+        };
+        let conn = connect(&server_ctx, &client_ctx, hooks, None);
+        assert!(conn.server.is_ok(), "{name}: handshake failed");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [("client hello", expected), ("certificate", expected)],
+            "{name}: {}",
+            openssl::version::version()
+        );
+    }
+}
+
 // ---- versions, libssl, threads -------------------------------------------------------------
 
 #[test]
