@@ -536,7 +536,6 @@ fn real_check_passes_in_a_process_that_links_libssl() {
 
 #[test]
 fn two_libssl_copies_refuse_to_load() {
-    let so = library();
     for config in ["nil", "{ nginx_version = 1022001, subsystem = 'http' }"] {
         let lua = new_state(&Setup {
             prelude: stub_check(-1, "two copies of libssl in one process", config),
@@ -544,11 +543,7 @@ fn two_libssl_copies_refuse_to_load() {
         });
         assert_eq!(
             require(&lua).unwrap_err(),
-            format!(
-                "kong_client_tls: refusing to load {} with {}: two copies of libssl in one process",
-                so.display(),
-                running_openssl()
-            )
+            refusal("two copies of libssl in one process")
         );
     }
 }
@@ -571,11 +566,7 @@ fn no_host_libssl_is_fine_in_plain_luajit_only() {
     });
     assert_eq!(
         require(&lua).unwrap_err(),
-        format!(
-            "kong_client_tls: refusing to load {} with {}: the host process exports no libssl symbols",
-            library().display(),
-            running_openssl()
-        )
+        refusal("the host process exports no libssl symbols")
     );
 }
 
@@ -589,22 +580,17 @@ fn an_unverified_openssl_line_refuses_to_load_everywhere() {
             prelude: stub_check(-1, UNVERIFIED, config),
             ..Setup::default()
         });
-        assert_eq!(
-            require(&lua).unwrap_err(),
-            format!(
-                "kong_client_tls: refusing to load {} with {}: {UNVERIFIED}",
-                library().display(),
-                running_openssl()
-            )
-        );
+        assert_eq!(require(&lua).unwrap_err(), refusal(UNVERIFIED));
     }
 }
 
-/// How the module names the running libcrypto: "OpenSSL 3.0.19".
-fn running_openssl() -> String {
+/// The module's load-time refusal: the library, the running libcrypto as the module
+/// names it ("OpenSSL 3.0.19"), and `reason`.
+fn refusal(reason: &str) -> String {
     let n = openssl::version::number() as u64;
     format!(
-        "OpenSSL {}.{}.{}",
+        "kong_client_tls: refusing to load {} with OpenSSL {}.{}.{}: {reason}",
+        library().display(),
         n >> 28,
         (n >> 20) & 0xff,
         (n >> 4) & 0xff

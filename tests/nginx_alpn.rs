@@ -144,9 +144,13 @@ fn alpn_http(p: &[u16]) -> String {
 
 /// What the handler logged for `name`: one entry per run.
 fn handler_runs(log: &str, name: &str) -> Vec<String> {
-    let needle = format!("kct-alpn: client_hello {name} ");
+    logged_runs(log, &format!("kct-alpn: client_hello {name} "))
+}
+
+/// What follows `needle` on each log line that has it, up to the first comma.
+fn logged_runs(log: &str, needle: &str) -> Vec<String> {
     log.lines()
-        .filter_map(|l| l.split_once(&needle).map(|(_, rest)| rest.to_string()))
+        .filter_map(|l| l.split_once(needle).map(|(_, rest)| rest.to_string()))
         .map(|rest| rest.split(',').next().unwrap().to_string())
         .collect()
 }
@@ -824,11 +828,7 @@ fn placement_http(placement: Placement, port: u16) -> String {
 
 /// Which handlers ran for `name`, in order: their labels and what they did.
 fn placement_runs(log: &str, name: &str) -> Vec<String> {
-    let needle = format!("kct-placement: {name} ");
-    log.lines()
-        .filter_map(|l| l.split_once(&needle).map(|(_, rest)| rest.to_string()))
-        .map(|rest| rest.split(',').next().unwrap().to_string())
-        .collect()
+    logged_runs(log, &format!("kct-placement: {name} "))
 }
 
 /// The placements that work on every nginx (`http {}` level, every `server {}`), the one

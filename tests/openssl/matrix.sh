@@ -52,6 +52,16 @@ record() { # line version mode suite passed failed
   [ "$6" = 0 ] && [ "$5" != 0 ] || failed_any=1
 }
 
+# Sets `passed` and `failed` from the last line of file $2 matching $1 ("N passed ... M
+# failed"); no such line (a crash, a build error) counts as one failure.
+counts() {
+  local summary
+  summary=$(grep -E "$1" "$2" | tail -n 1)
+  passed=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
+  failed=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
+  [ -n "$summary" ] || { passed=0 failed=1; }
+}
+
 # Test executables of `suites` in the target dir of the current environment.
 executables() {
   "$cargo" test --release --no-run --message-format=json "${suites[@]}" 2>/dev/null |
@@ -67,7 +77,7 @@ for line in sys.stdin:
 run_suites() { # line version mode libdir [make args...]
   local line=$1 version=$2 mode=$3 libdir=$4
   shift 4
-  local log list name exe libssl summary passed failed
+  local log list name exe libssl
   log=$(mktemp)
   if ! "$cargo" build --release --lib >"$log" 2>&1 || ! list=$(executables) || [ -z "$list" ]; then
     echo "== $line $mode: build failed" >&2
@@ -85,20 +95,12 @@ run_suites() { # line version mode libdir [make args...]
       continue
     fi
     LD_LIBRARY_PATH=$libdir "$exe" --test-threads=2 >"$log" 2>&1
-    summary=$(grep -E '^test result:' "$log" | tail -n 1)
-    passed=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
-    failed=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
-    if [ -z "$summary" ]; then
-      passed=0 failed=1
-    fi
+    counts '^test result:' "$log"
     [ "$failed" = 0 ] || { echo "== $line $mode $name:" >&2; grep -vE '^test .* ok$' "$log" | tail -40 >&2; }
     record "$line" "$version" "$mode" "$name" "$passed" "$failed"
   done <<<"$list"
   make -s test-c CTEST_DIR="$(mktemp -d)" "$@" >"$log" 2>&1
-  summary=$(grep -E '^c tests:' "$log" | tail -n 1)
-  passed=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
-  failed=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
-  [ -n "$summary" ] || { passed=0 failed=1; }
+  counts '^c tests:' "$log"
   [ "$failed" = 0 ] || { echo "== $line $mode c:" >&2; tail -40 "$log" >&2; }
   record "$line" "$version" "$mode" c "$passed" "$failed"
   rm -f "$log"
