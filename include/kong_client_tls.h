@@ -139,14 +139,41 @@ int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
 
 // Requests a client certificate on a server-side connection without requiring it.
 //
-// Call it from the client hello callback or the certificate callback
-// (`SSL_CTX_set_cert_cb`; nginx's `ssl_certificate_by_lua*`), or before the handshake.
+// Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
+// `ssl_client_hello_by_lua*`), the certificate callback (`SSL_CTX_set_cert_cb`; nginx's
+// `ssl_certificate_by_lua*`), or before the handshake.
 // It sets verify mode `SSL_VERIFY_PEER` with a verify callback that always accepts, and
 // verify depth 0. When `ca_certs` is not NULL, its certificates become this connection's
 // verify store and their subject names are sent as the acceptable-CA list of the
 // CertificateRequest. With `ca_certs` NULL, no CA list is sent and the context's store
 // is used. The verification outcome is available after the handshake through
-// `SSL_get_verify_result()`.
+// `SSL_get_verify_result()`. These settings hold across an SNI switch
+// (`SSL_set_SSL_CTX` in a servername callback, as nginx does).
+//
+// Session resumption never reports a verdict that a full handshake on the resuming
+// connection would not give:
+// - From the client hello callback or before the handshake, with `ca_certs`: the
+//   connection's session id context (`SSL_set_session_id_context`) becomes a SHA-256
+//   binding of the policy version, verify depth 0, the ClientHello's raw `server_name`
+//   extension (or its absence; "before the handshake" when called then), the
+//   connection's certificate at the time of the call, and the SHA-256 of each CA
+//   certificate's DER (order and duplicates ignored). OpenSSL then resumes, on every
+//   path (TLS 1.2 session IDs and tickets, TLS 1.3 tickets), only sessions born under
+//   the same binding; any other offer becomes a clean full handshake that verifies
+//   again. Sessions this connection creates carry the binding.
+// - From the certificate callback, or with `ca_certs` NULL: the session is made
+//   impossible to resume, as `kong_client_tls_disable_session_reuse` does (by then
+//   OpenSSL has already decided on resumption, and the context's store cannot be
+//   bound).
+// - In both cases a session ends (its timeout is shortened) one second before the first
+//   expiry among the certificates the verification saw, and a resumed TLS 1.3 connection
+//   keeps that end in the tickets it issues.
+//
+// A second call from the certificate callback after one at ClientHello time succeeds
+// and changes nothing when `ca_certs` has the same certificates, and fails otherwise.
+//
+// This `SSL`'s verify callback, not-resumable-session callback and, when bound, message
+// callback belong to the library after the call.
 //
 // Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
 // it again on the same connection replaces the previous store and CA list.
@@ -161,14 +188,20 @@ int kong_client_tls_request_client_certificate(SSL *ssl,
                                                const STACK_OF(X509) *ca_certs,
                                                const char **err);
 
-// Makes the session of this server-side connection impossible to resume.
+// Makes this server-side connection's session impossible to resume.
 //
 // Call it from the client hello callback or the certificate callback
 // (`SSL_CTX_set_cert_cb`; nginx's `ssl_certificate_by_lua*`), or before the handshake.
 // Afterwards the handshake sends no TLS 1.2 session ID, no TLS 1.2 session ticket and no
 // TLS 1.3 ticket, and the session enters neither the internal session cache nor an
 // external one fed by `SSL_CTX_sess_set_new_cb`. Other connections are unaffected.
-// It replaces any not-resumable-session callback set on this `SSL`.
+//
+// `kong_client_tls_request_client_certificate` does the same by itself unless it binds
+// the session (see there); this call remains for Kong compatibility and to opt out of
+// resumption explicitly.
+//
+// It installs this `SSL`'s not-resumable-session callback
+// (`SSL_set_not_resumable_session_callback`), replacing any set on the `SSL`.
 //
 // Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
 // in `*err` (when `err` is not NULL).

@@ -221,6 +221,7 @@ local function check_phase(allowed)
 end
 
 local CERTIFICATE = phases("certificate")
+local REQUEST_PHASES = phases("certificate", "client_hello")
 local CLIENT_HELLO = phases("client_hello")
 local CHAIN_PHASES = phases("rewrite", "access", "balancer", "response",
                             "header_filter", "body_filter", "log")
@@ -262,11 +263,14 @@ local _M = {
 }
 
 --- Asks the client for its certificate (mutual TLS) without requiring one.
--- Phase: certificate. `ca_certs`: optional `STACK_OF(X509) *` cdata (ngx.ssl.parse_pem_cert,
--- lua-resty-openssl's chain.ctx); its subjects are sent as the acceptable-CA list.
+-- Phases: certificate, and (ours) client_hello. `ca_certs`: optional `STACK_OF(X509) *`
+-- cdata (ngx.ssl.parse_pem_cert, lua-resty-openssl's chain.ctx); its subjects are sent as
+-- the acceptable-CA list. From client_hello with `ca_certs`, the TLS session is bound to
+-- what is verified and stays resumable for clients verified the same way; otherwise it is
+-- never resumable (README, "Session resumption and mutual TLS").
 -- Returns true, or nil and an error message.
 function _M.request_client_certificate(ca_certs)
-  check_phase(CERTIFICATE)
+  check_phase(REQUEST_PHASES)
   if ca_certs ~= nil and type(ca_certs) ~= "cdata" then
     error("ca_certs expects a cdata object but found " .. type(ca_certs), 2)
   end

@@ -5,32 +5,73 @@
 //! outcome is read later through `SSL_get_verify_result`, i.e. nginx's
 //! `$ssl_client_verify`), verify depth 0, and, when CA certificates are given, those
 //! certificates as the verify store and their subjects as the acceptable-CA list.
+//!
+//! Unlike Kong, the verdict never travels to a connection that would verify differently
+//! through session resumption (see [`crate::binding`] and [`crate::session`]): called at
+//! ClientHello time with CA certificates, the session is bound to what is verified;
+//! called later, when OpenSSL has already looked for a session to resume, the session is
+//! never resumable.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_uchar};
 
 use foreign_types::ForeignTypeRef;
+use openssl::hash::MessageDigest;
+use openssl::ssl::SslRef;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::{X509Name, X509Ref};
-use openssl_sys::{stack_st_X509, OPENSSL_STACK, SSL, SSL_VERIFY_PEER, X509_STORE_CTX};
+use openssl_sys::{stack_st_X509, OPENSSL_STACK, SSL};
 
+use crate::binding::{self, ServerName};
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
-use crate::ssl::server_ssl_before_server_hello;
+use crate::session;
+use crate::ssl::{server_ssl_placement, Placement};
 
 const EMPTY_CA_LIST: Error = Error(c"ca_certs is an empty certificate stack");
 const NULL_CA_ENTRY: Error = Error(c"ca_certs contains a NULL certificate");
 const CA_STORE: Error = Error(c"cannot build the verify store from ca_certs");
+const REBIND: Error = Error(
+    c"request_client_certificate already ran at ClientHello time with other ca_certs; resumed sessions skip this phase, so the CA set cannot change here",
+);
+const TLSEXT_TYPE_SERVER_NAME: u32 = 0;
 
 /// Requests a client certificate on a server-side connection without requiring it.
 ///
-/// Call it from the client hello callback or the certificate callback
-/// (`SSL_CTX_set_cert_cb`; nginx's `ssl_certificate_by_lua*`), or before the handshake.
+/// Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
+/// `ssl_client_hello_by_lua*`), the certificate callback (`SSL_CTX_set_cert_cb`; nginx's
+/// `ssl_certificate_by_lua*`), or before the handshake.
 /// It sets verify mode `SSL_VERIFY_PEER` with a verify callback that always accepts, and
 /// verify depth 0. When `ca_certs` is not NULL, its certificates become this connection's
 /// verify store and their subject names are sent as the acceptable-CA list of the
 /// CertificateRequest. With `ca_certs` NULL, no CA list is sent and the context's store
 /// is used. The verification outcome is available after the handshake through
-/// `SSL_get_verify_result()`.
+/// `SSL_get_verify_result()`. These settings hold across an SNI switch
+/// (`SSL_set_SSL_CTX` in a servername callback, as nginx does).
+///
+/// Session resumption never reports a verdict that a full handshake on the resuming
+/// connection would not give:
+/// - From the client hello callback or before the handshake, with `ca_certs`: the
+///   connection's session id context (`SSL_set_session_id_context`) becomes a SHA-256
+///   binding of the policy version, verify depth 0, the ClientHello's raw `server_name`
+///   extension (or its absence; "before the handshake" when called then), the
+///   connection's certificate at the time of the call, and the SHA-256 of each CA
+///   certificate's DER (order and duplicates ignored). OpenSSL then resumes, on every
+///   path (TLS 1.2 session IDs and tickets, TLS 1.3 tickets), only sessions born under
+///   the same binding; any other offer becomes a clean full handshake that verifies
+///   again. Sessions this connection creates carry the binding.
+/// - From the certificate callback, or with `ca_certs` NULL: the session is made
+///   impossible to resume, as `kong_client_tls_disable_session_reuse` does (by then
+///   OpenSSL has already decided on resumption, and the context's store cannot be
+///   bound).
+/// - In both cases a session ends (its timeout is shortened) one second before the first
+///   expiry among the certificates the verification saw, and a resumed TLS 1.3 connection
+///   keeps that end in the tickets it issues.
+///
+/// A second call from the certificate callback after one at ClientHello time succeeds
+/// and changes nothing when `ca_certs` has the same certificates, and fails otherwise.
+///
+/// This `SSL`'s verify callback, not-resumable-session callback and, when bound, message
+/// callback belong to the library after the call.
 ///
 /// Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
 /// it again on the same connection replaces the previous store and CA list.
@@ -49,32 +90,87 @@ pub unsafe extern "C" fn kong_client_tls_request_client_certificate(
 ) -> c_int {
     guard(err, || {
         // SAFETY: forwarded from this function's contract.
-        let ssl = unsafe { server_ssl_before_server_hello(ssl) }?;
+        let (ssl, placement) = unsafe { server_ssl_placement(ssl) }?;
         // SAFETY: forwarded from this function's contract.
         let ca = unsafe { CaCertificates::from_stack(ca_certs) }?;
-        // SAFETY: `ssl` is live; the callback is a plain function with no state.
-        unsafe {
-            openssl_sys::SSL_set_verify(ssl.as_ptr(), SSL_VERIFY_PEER, Some(accept_any_certificate))
+        if let Some(bound) = session::bound_ca_set(ssl) {
+            if placement == Placement::Certificate {
+                return match ca {
+                    Some(ca) if ca.digest == bound => Ok(KONG_CLIENT_TLS_OK),
+                    _ => Err(REBIND),
+                };
+            }
+        }
+        let binding = match (&ca, placement) {
+            (Some(ca), Placement::ClientHello | Placement::BeforeHandshake) => {
+                // SAFETY: `ssl` is live and, for `ClientHello`, in its client hello callback.
+                let name = unsafe { server_name(ssl, placement) };
+                Some(binding::session_id_context(&binding::Inputs {
+                    server_name: name,
+                    server_certificate: ssl.certificate().map(sha256).transpose()?,
+                    ca_set: ca.digest,
+                    verify_depth: session::VERIFY_DEPTH as u32,
+                }))
+            }
+            _ => None,
         };
-        ssl.param_mut().set_depth(0);
-        if let Some(ca) = ca {
-            ssl.set_verify_cert_store(ca.store)?;
-            ssl.set_client_ca_list(ca.names);
+        match ca {
+            Some(ca) => {
+                session::verify_client(ssl, Some(ca.store))?;
+                ssl.set_client_ca_list(ca.names);
+                match binding {
+                    Some(sid_ctx) => session::bind(ssl, &sid_ctx, ca.digest)?,
+                    None => session::disable_reuse(ssl)?,
+                }
+            }
+            None => {
+                session::verify_client(ssl, None)?;
+                session::disable_reuse(ssl)?;
+            }
         }
         Ok(KONG_CLIENT_TLS_OK)
     })
 }
 
-/// The verify callback: never fails the handshake, exactly like lua-nginx-module's and
-/// nginx's `optional_no_ca`; the result stays readable through `SSL_get_verify_result`.
-extern "C" fn accept_any_certificate(_preverify_ok: c_int, _ctx: *mut X509_STORE_CTX) -> c_int {
-    1
+fn sha256(cert: &X509Ref) -> Result<[u8; binding::LEN], Error> {
+    let digest = cert.digest(MessageDigest::sha256())?;
+    <[u8; binding::LEN]>::try_from(&digest[..]).map_err(|_| Error::OPENSSL)
+}
+
+/// The server name of the ClientHello being answered, as the binding sees it.
+///
+/// # Safety
+/// `ssl` is live; with `Placement::ClientHello`, inside its client hello callback, and the
+/// result must not outlive it.
+unsafe fn server_name<'a>(ssl: &SslRef, placement: Placement) -> ServerName<'a> {
+    if placement == Placement::BeforeHandshake {
+        return ServerName::BeforeHandshake;
+    }
+    let mut data: *const c_uchar = std::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: in the client hello callback; out-pointers are valid.
+    let found = unsafe {
+        openssl_sys::SSL_client_hello_get0_ext(
+            ssl.as_ptr(),
+            TLSEXT_TYPE_SERVER_NAME,
+            &mut data,
+            &mut len,
+        )
+    };
+    if found != 1 || data.is_null() {
+        return ServerName::Absent;
+    }
+    // SAFETY: the extension body lives in OpenSSL's buffer of the received ClientHello,
+    // which stays put during the callback.
+    ServerName::Sent(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
 /// What a `STACK_OF(X509)` of CA certificates becomes for one connection.
 struct CaCertificates {
     store: X509Store,
     names: Stack<X509Name>,
+    /// [`binding::ca_set_digest`] of the certificates.
+    digest: [u8; binding::LEN],
 }
 
 impl CaCertificates {
@@ -97,15 +193,18 @@ impl CaCertificates {
         }
         let mut store = X509StoreBuilder::new().map_err(|_| CA_STORE)?;
         let mut names = Stack::new().map_err(|_| CA_STORE)?;
+        let mut digests = Vec::with_capacity(certs.len() as usize);
         for cert in certs.flatten() {
             store.add_cert(cert.to_owned()).map_err(|_| CA_STORE)?;
             names
                 .push(cert.subject_name().to_owned().map_err(|_| CA_STORE)?)
                 .map_err(|_| CA_STORE)?;
+            digests.push(sha256(cert)?);
         }
         Ok(Some(CaCertificates {
             store: store.build(),
             names,
+            digest: binding::ca_set_digest(&mut digests),
         }))
     }
 }

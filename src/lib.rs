@@ -19,7 +19,10 @@
 //!
 //! Modules, one per concept:
 //! - [`client_cert`] holds `request_client_certificate`, mutual TLS on demand;
-//! - [`session`] holds `disable_session_reuse`;
+//! - [`session`] holds `disable_session_reuse` and every decision about which later
+//!   connections may resume a connection's session; `binding` computes what a resumable
+//!   mutual-TLS session is bound to (the verification inputs);
+//! - `message` is the connection's one message callback, shared by ALPN and sessions;
 //! - [`chain`] holds `get_full_client_certificate_chain`, PEM encoded once per connection;
 //! - [`alpn`] holds `disable_http2_alpn`, and an ALPN select callback for C servers;
 //! - [`version`] holds library and libssl versions, and the load-time check (one libssl,
@@ -28,9 +31,11 @@
 //!   between them, read from the running libcrypto, never from the build's headers.
 
 pub mod alpn;
+mod binding;
 pub mod chain;
 pub mod client_cert;
 pub mod error;
+mod message;
 pub(crate) mod openssl_lines;
 mod pem;
 pub mod session;

@@ -40,6 +40,41 @@ extern "C" {
         id: *const u8,
         len: std::ffi::c_uint,
     ) -> c_int;
+    pub(crate) fn SSL_set_session_id_context(
+        ssl: *mut SSL,
+        sid_ctx: *const u8,
+        len: std::ffi::c_uint,
+    ) -> c_int;
+    pub(crate) fn SSL_SESSION_set1_id_context(
+        session: *mut openssl_sys::SSL_SESSION,
+        sid_ctx: *const u8,
+        len: std::ffi::c_uint,
+    ) -> c_int;
+    pub(crate) fn SSL_SESSION_set_time(
+        session: *mut openssl_sys::SSL_SESSION,
+        time: std::ffi::c_long,
+    ) -> std::ffi::c_long;
+    pub(crate) fn SSL_SESSION_set_timeout(
+        session: *mut openssl_sys::SSL_SESSION,
+        timeout: std::ffi::c_long,
+    ) -> std::ffi::c_long;
+    pub(crate) fn SSL_set_verify_depth(ssl: *mut SSL, depth: c_int);
+    pub(crate) fn X509_get0_notAfter(
+        x509: *const openssl_sys::X509,
+    ) -> *const openssl_sys::ASN1_TIME;
+}
+
+/// Where in the handshake a call that shapes the ServerHello was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Before the handshake started (C callers only).
+    BeforeHandshake,
+    /// Inside the client hello callback (nginx's `ssl_client_hello_by_lua*`): before
+    /// OpenSSL looks for a session to resume.
+    ClientHello,
+    /// Inside the certificate callback (nginx's `ssl_certificate_by_lua*`): after that
+    /// lookup, on full handshakes only.
+    Certificate,
 }
 
 /// The server-side connection behind `ssl`, or the reason it cannot be used.
@@ -68,17 +103,37 @@ pub(crate) unsafe fn server_ssl<'a>(ssl: *mut SSL) -> Result<&'a mut SslRef, Err
 pub(crate) unsafe fn server_ssl_before_server_hello<'a>(
     ssl: *mut SSL,
 ) -> Result<&'a mut SslRef, Error> {
+    // SAFETY: forwarded contract.
+    unsafe { server_ssl_placement(ssl) }.map(|(ssl, _)| ssl)
+}
+
+/// Like [`server_ssl_before_server_hello`], and says where the call was made.
+///
+/// # Safety
+/// As for [`server_ssl`].
+pub(crate) unsafe fn server_ssl_placement<'a>(
+    ssl: *mut SSL,
+) -> Result<(&'a mut SslRef, Placement), Error> {
     let line = openssl_lines::running()?;
     // SAFETY: forwarded contract.
     let ssl = unsafe { server_ssl(ssl) }?;
-    // SAFETY: `ssl` is live; both calls only read its state. No public predicate tells
-    // the certificate callback apart from later states, hence the line's state number.
-    let (before, state) = unsafe { (SSL_in_before(ssl.as_ptr()), SSL_get_state(ssl.as_ptr())) };
-    if before == 1 || state == line.sr_clnt_hello {
-        Ok(ssl)
-    } else {
-        Err(Error::WRONG_STATE)
-    }
+    // SAFETY: `ssl` is live; the calls only read its state. No public predicate tells
+    // the certificate callback apart from later states, hence the line's state number;
+    // the ClientHello accessors answer 0 outside the client hello callback.
+    let (before, state, hello_version) = unsafe {
+        (
+            SSL_in_before(ssl.as_ptr()),
+            SSL_get_state(ssl.as_ptr()),
+            openssl_sys::SSL_client_hello_get0_legacy_version(ssl.as_ptr()),
+        )
+    };
+    let placement = match (before, hello_version) {
+        (1, _) => Placement::BeforeHandshake,
+        _ if state != line.sr_clnt_hello => return Err(Error::WRONG_STATE),
+        (_, 0) => Placement::Certificate,
+        _ => Placement::ClientHello,
+    };
+    Ok((ssl, placement))
 }
 
 /// Like [`server_ssl`], for calls that must see the ClientHello itself: allowed before the

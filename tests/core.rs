@@ -458,12 +458,20 @@ fn chain_without_client_certificate_is_no_certificate() {
 #[test]
 fn chain_on_resumed_sessions() {
     let client_pki = Pki::get("client", common::KeyKind::EcdsaP256);
+    // Resumable mutual TLS: the request made at ClientHello time, with a CA set.
+    let root = client_pki.root.cert.clone();
+    let bound_mtls = move || {
+        let root = root.clone();
+        Hooks::at_client_hello(hook(move |ssl| {
+            request_client_certificate(ssl, Some(&CertStack::new(&[&root]))).unwrap()
+        }))
+    };
     for path in SessionPath::ALL {
         let (server_ctx, _) = path.server_context();
         let client_ctx = client_context(Some(client_pki), path.version()).build();
-        let first = connect(&server_ctx, &client_ctx, mtls_hooks(), None);
+        let first = connect(&server_ctx, &client_ctx, bound_mtls(), None);
         let session = first.client_session().unwrap();
-        let resumed = connect(&server_ctx, &client_ctx, mtls_hooks(), Some(&session));
+        let resumed = connect(&server_ctx, &client_ctx, bound_mtls(), Some(&session));
         assert!(resumed.server().session_reused(), "{path:?}");
         let (_, pem) = chain0(resumed.server())
             .unwrap()

@@ -25,7 +25,6 @@ pub mod wire;
 
 use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
 use std::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use foreign_types::ForeignTypeRef;
@@ -34,9 +33,9 @@ use openssl::ssl::{Ssl, SslRef};
 use openssl_sys::SSL;
 
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
-use crate::ssl::{server_ssl_in_client_hello, SSL_set_msg_callback};
+use crate::message;
+use crate::ssl::server_ssl_in_client_hello;
 
-const SSL3_RT_HANDSHAKE: c_int = 22;
 const NO_PROTOCOLS: Error = Error(c"arg must point to a kong_client_tls_protocols");
 
 /// Per-connection marker, kept in the `SSL`'s ex_data and freed with it: its presence
@@ -110,9 +109,7 @@ pub unsafe extern "C" fn kong_client_tls_disable_http2_alpn(
         if ssl.ex_data(index).is_none() {
             ssl.set_ex_data(index, H2Disabled);
         }
-        // SAFETY: `ssl` is live; the callback is a plain function that only touches this
-        // SSL's received ClientHello.
-        unsafe { SSL_set_msg_callback(ssl.as_ptr(), Some(on_message)) };
+        message::install(ssl);
         if in_client_hello {
             // SAFETY: in the client hello callback of a live SSL.
             let hello = unsafe {
@@ -128,50 +125,29 @@ pub unsafe extern "C" fn kong_client_tls_disable_http2_alpn(
     })
 }
 
-/// Message callback: hides `h2` in every received ClientHello. OpenSSL calls it after
-/// the message entered the handshake transcript and before processing it.
-unsafe extern "C" fn on_message(
-    write_p: c_int,
-    _version: c_int,
-    content_type: c_int,
-    buf: *const c_void,
-    len: usize,
-    ssl: *mut SSL,
-    _arg: *mut c_void,
-) {
-    if write_p != 0 || content_type != SSL3_RT_HANDSHAKE || buf.is_null() || len == 0 {
+/// Hides `h2` in a ClientHello received after the first one, when the switch is on; the
+/// message callback hands it over after hashing it and before OpenSSL processes it.
+pub(crate) fn on_client_hello(ssl: &SslRef, message: &mut [u8]) {
+    if !h2_disabled(ssl) {
         return;
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: OpenSSL passes the live SSL and its received-message buffer, `len`
-        // bytes of writable heap memory (`init_buf`) that it is about to parse.
-        let (ssl, message) = unsafe {
-            (
-                SslRef::from_ptr_mut(ssl),
-                std::slice::from_raw_parts_mut(buf.cast::<u8>().cast_mut(), len),
-            )
-        };
-        if !h2_disabled(ssl) || message.first() != Some(&1) {
-            return;
-        }
-        let Ok([alpn, psk, psk_modes]) = wire::find_extensions(
-            message,
-            [
-                wire::EXTENSION_ALPN,
-                wire::EXTENSION_PRE_SHARED_KEY,
-                wire::EXTENSION_PSK_KEY_EXCHANGE_MODES,
-            ],
-        ) else {
-            return;
-        };
-        let (alpn, psk_modes) = disjoint_mut(message, alpn, psk_modes);
-        HelloExtensions {
-            alpn,
-            has_psk: psk.is_some(),
-            psk_modes,
-        }
-        .refuse_h2();
-    }));
+    let Ok([alpn, psk, psk_modes]) = wire::find_extensions(
+        message,
+        [
+            wire::EXTENSION_ALPN,
+            wire::EXTENSION_PRE_SHARED_KEY,
+            wire::EXTENSION_PSK_KEY_EXCHANGE_MODES,
+        ],
+    ) else {
+        return;
+    };
+    let (alpn, psk_modes) = disjoint_mut(message, alpn, psk_modes);
+    HelloExtensions {
+        alpn,
+        has_psk: psk.is_some(),
+        psk_modes,
+    }
+    .refuse_h2();
 }
 
 /// Two sub-slices of one buffer; extensions never overlap, and `None` if they would.

@@ -28,7 +28,9 @@ pub const FUNCTIONS: [&str; 5] = [
 /// The Kong phases in which `func` may run.
 pub fn allowed_phases(func: &str) -> &'static [&'static str] {
     match func {
-        "request_client_certificate" | "disable_session_reuse" => &["certificate"],
+        // client_hello is ours, beyond Kong: the placement that keeps resumption safely.
+        "request_client_certificate" => &["certificate", "client_hello"],
+        "disable_session_reuse" => &["certificate"],
         "get_full_client_certificate_chain" => &[
             "rewrite",
             "access",
