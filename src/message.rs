@@ -39,7 +39,7 @@ unsafe extern "C" fn on_message(
     }
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: OpenSSL passes the live SSL and a message of `len` readable bytes.
-        let (ssl, message_type) = unsafe { (SslRef::from_ptr(ssl), *buf.cast::<u8>()) };
+        let (ssl, message_type) = unsafe { (SslRef::from_ptr_mut(ssl), *buf.cast::<u8>()) };
         match (write_p, message_type) {
             (0, CLIENT_HELLO) => {
                 // SAFETY: a received message lies in OpenSSL's own heap buffer

@@ -41,9 +41,10 @@ use crate::ssl::{
 /// The verify depth `request_client_certificate` uses, as Kong does.
 pub(crate) const VERIFY_DEPTH: c_int = 0;
 
-/// Seconds a session's end is kept ahead of the first certificate expiry: a TLS 1.3
-/// NewSessionTicket restarts the session's clock a few milliseconds after verification.
-const EXPIRY_MARGIN: c_long = 1;
+/// Seconds a session's end is kept ahead of the first certificate expiry. A TLS 1.3
+/// NewSessionTicket restarts the session's clock after verification (within the same
+/// second, or the next one: session times have a one-second resolution).
+const EXPIRY_MARGIN: c_long = 2;
 
 /// What the library decided about one connection's session.
 #[derive(Default)]
@@ -243,9 +244,9 @@ unsafe fn end_session_before_expiry(ctx: *mut X509_STORE_CTX) {
         } else {
             0
         };
-        let now = libc::time(std::ptr::null_mut()) as c_long;
-        let born = openssl_sys::SSL_SESSION_get_time(session);
-        let limit = (now + left - born - EXPIRY_MARGIN).max(1);
+        // Counted from now rather than from the session's birth: a TLS 1.3 ticket restarts
+        // the clock at about now, and a TLS 1.2 session, born earlier, only ends earlier.
+        let limit = (left - EXPIRY_MARGIN).max(1);
         if limit < openssl_sys::SSL_SESSION_get_timeout(session) {
             SSL_SESSION_set_timeout(session, limit);
         }
@@ -254,9 +255,10 @@ unsafe fn end_session_before_expiry(ctx: *mut X509_STORE_CTX) {
 
 /// Called by the message callback for each ServerHello this connection sends. On a
 /// resumed TLS 1.3 connection, the NewSessionTicket to come copies the session and
-/// restarts its clock; restarting it now, with the time left, keeps the end of a bound
-/// session where its full handshake put it.
-pub(crate) fn on_server_hello(ssl: &SslRef) {
+/// restarts its clock; restarting it now, with the time left less a second (the ticket's
+/// clock may read the next second), keeps the end of a bound session no later than its
+/// full handshake put it. With a second or less left, no ticket is issued.
+pub(crate) fn on_server_hello(ssl: &mut SslRef) {
     if bound_ca_set(ssl).is_none()
         || !ssl.session_reused()
         || ssl.version2() != Some(openssl::ssl::SslVersion::TLS1_3)
@@ -273,9 +275,12 @@ pub(crate) fn on_server_hello(ssl: &SslRef) {
         let now = libc::time(std::ptr::null_mut()) as c_long;
         let end = openssl_sys::SSL_SESSION_get_time(session)
             + openssl_sys::SSL_SESSION_get_timeout(session);
-        if end > now {
+        let left = end - now - 1;
+        if left > 0 {
             SSL_SESSION_set_time(session, now);
-            SSL_SESSION_set_timeout(session, end - now);
+            SSL_SESSION_set_timeout(session, left);
+            return;
         }
     }
+    let _ = ssl.set_num_tickets(0);
 }

@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
 use common::pki::KEY_KINDS;
+use common::sessions::{ExternalCache, SessionPath};
 use common::{client_context, connect, hook, server_context, Connection, Hooks, Pki, VERSIONS};
 use foreign_types::{ForeignType, ForeignTypeRef};
 use kong_client_tls::chain::{
@@ -25,9 +25,7 @@ use kong_client_tls::{
     KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_NO_CERTIFICATE,
     KONG_CLIENT_TLS_OK,
 };
-use openssl::ssl::{
-    Ssl, SslContext, SslOptions, SslRef, SslSession, SslSessionCacheMode, SslVerifyMode, SslVersion,
-};
+use openssl::ssl::{Ssl, SslContext, SslRef, SslSession, SslVerifyMode, SslVersion};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Name, X509NameRef, X509};
@@ -467,7 +465,7 @@ fn chain_on_resumed_sessions() {
         }))
     };
     for path in SessionPath::ALL {
-        let (server_ctx, _) = path.server_context();
+        let (server_ctx, _) = path_context(path);
         let client_ctx = client_context(Some(client_pki), path.version()).build();
         let first = connect(&server_ctx, &client_ctx, bound_mtls(), None);
         let session = first.client_session().unwrap();
@@ -490,81 +488,14 @@ fn chain_on_resumed_sessions() {
 
 // ---- disable_session_reuse -----------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug)]
-enum SessionPath {
-    Tls12SessionIdInternalCache,
-    Tls12SessionIdExternalCache,
-    Tls12Ticket,
-    Tls13StatelessTicket,
-    Tls13StatefulTicket,
-}
-
-type ExternalCache = Arc<Mutex<HashMap<Vec<u8>, SslSession>>>;
-
-impl SessionPath {
-    const ALL: [SessionPath; 5] = [
-        SessionPath::Tls12SessionIdInternalCache,
-        SessionPath::Tls12SessionIdExternalCache,
-        SessionPath::Tls12Ticket,
-        SessionPath::Tls13StatelessTicket,
-        SessionPath::Tls13StatefulTicket,
-    ];
-
-    fn version(self) -> SslVersion {
-        match self {
-            SessionPath::Tls13StatelessTicket | SessionPath::Tls13StatefulTicket => {
-                SslVersion::TLS1_3
-            }
-            _ => SslVersion::TLS1_2,
-        }
-    }
-
-    fn keeps_session_object(self) -> bool {
-        // The external cache of these tests keeps `SslSession` objects, not serialized
-        // bytes (nginx's shared cache serializes, which keeps only the leaf).
-        matches!(
-            self,
-            SessionPath::Tls12SessionIdInternalCache
-                | SessionPath::Tls12SessionIdExternalCache
-                | SessionPath::Tls13StatefulTicket
-        )
-    }
-
-    /// A server context that resumes only through this path, and its external cache.
-    fn server_context(self) -> (SslContext, ExternalCache) {
-        let mut ctx = server_context(
-            Pki::get("server", common::KeyKind::EcdsaP256),
-            self.version(),
-        );
-        let cache: ExternalCache = Default::default();
-        match self {
-            SessionPath::Tls12SessionIdInternalCache | SessionPath::Tls13StatefulTicket => {
-                ctx.set_options(SslOptions::NO_TICKET);
-                ctx.set_session_cache_mode(SslSessionCacheMode::SERVER);
-            }
-            SessionPath::Tls12SessionIdExternalCache => {
-                ctx.set_options(SslOptions::NO_TICKET);
-                ctx.set_session_cache_mode(
-                    SslSessionCacheMode::SERVER | SslSessionCacheMode::NO_INTERNAL,
-                );
-                let store = cache.clone();
-                ctx.set_new_session_callback(move |_, session| {
-                    store.lock().unwrap().insert(session.id().to_vec(), session);
-                });
-                let lookup = cache.clone();
-                // SAFETY: sessions handed back come from this very context.
-                unsafe {
-                    ctx.set_get_session_callback(move |_, id| {
-                        lookup.lock().unwrap().get(id).cloned()
-                    });
-                }
-            }
-            SessionPath::Tls12Ticket | SessionPath::Tls13StatelessTicket => {
-                ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
-            }
-        }
-        (ctx.build(), cache)
-    }
+/// A server context that resumes only through `path`, and its external cache.
+fn path_context(path: SessionPath) -> (SslContext, ExternalCache) {
+    let mut ctx = server_context(
+        Pki::get("server", common::KeyKind::EcdsaP256),
+        path.version(),
+    );
+    let cache = path.configure(&mut ctx);
+    (ctx.build(), cache)
 }
 
 fn internal_cache_size(ctx: &SslContext) -> i64 {
@@ -576,7 +507,7 @@ fn internal_cache_size(ctx: &SslContext) -> i64 {
 fn disable_session_reuse_closes_every_resumption_path() {
     for path in SessionPath::ALL {
         for called_from in ["certificate", "client_hello"] {
-            let (server_ctx, external) = path.server_context();
+            let (server_ctx, external) = path_context(path);
             let client_ctx = client_context(None, path.version()).build();
             let disable = hook(|ssl| disable_session_reuse(ssl).unwrap());
             let hooks = if called_from == "certificate" {

@@ -6,6 +6,7 @@
 
 pub mod kong;
 pub mod pki;
+pub mod sessions;
 
 use std::ffi::{c_int, c_void};
 use std::io::{Read, Write};
