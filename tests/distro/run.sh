@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the real-nginx suites (tests/nginx_e2e.rs, tests/nginx_alpn.rs) on one stack, with
-# the library built here, on the host:
+# Runs the real-nginx suites (tests/nginx_e2e.rs, tests/nginx_alpn.rs,
+# tests/nginx_session.rs) on one stack, with the library built here, on the host:
 #
 #   tests/distro/run.sh <host|trixie|sid|other suite> [more cargo test args]
 #
@@ -24,7 +24,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 CARGO="${CARGO:-cargo}"
-suites=(nginx_e2e nginx_alpn)
+suites=(nginx_e2e nginx_alpn nginx_session)
 test_args=()
 for suite in "${suites[@]}"; do test_args+=(--test "$suite"); done
 

@@ -167,7 +167,9 @@ pub struct Setup<'a> {
     /// environment only until its configuration is loaded (`init_by_lua*` sees it); then,
     /// `master_process off` included, it keeps only `TZ` and what `env` directives name.
     pub env: &'a [(&'a str, &'a str)],
-    /// Lines for the main context (e.g. `env NAME;`).
+    /// Lines for the main context (e.g. `env NAME;`). nginx runs as one process
+    /// (`master_process off; worker_processes 1;`) unless these lines name
+    /// `master_process` or `worker_processes`, which then replace that default.
     pub main: &'a str,
     /// Plain nginx: no Lua module loaded, no `init_by_lua*`, only the test's `http {}`
     /// body (the discovery is then irrelevant).
@@ -309,6 +311,14 @@ impl Nginx {
         self.ports[i]
     }
 
+    /// `nginx -s reload`: SIGHUP to nginx (the master process, if it has one).
+    pub fn reload(&self) {
+        let pid = self.child.as_ref().expect("nginx running").id();
+        // SAFETY: plain kill(2) of our own child.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0, "kill -HUP {pid}");
+    }
+
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
     }
@@ -401,6 +411,13 @@ fn nginx_command(dir: &Path, release: &Path) -> Command {
 
 fn config(dir: &Path, release: &Path, discovery: Discovery, setup: &Setup, http: &str) -> String {
     let main = setup.main;
+    let mut processes = String::new();
+    for default in ["master_process off;", "worker_processes 1;"] {
+        if !main.contains(default.split(' ').next().unwrap()) {
+            processes.push_str(default);
+            processes.push('\n');
+        }
+    }
     let dir = dir.display();
     // The lua module and this project's Lua, unless the test wants a plain nginx.
     let (modules, lua) = if setup.no_lua {
@@ -446,9 +463,7 @@ fn config(dir: &Path, release: &Path, discovery: Discovery, setup: &Setup, http:
 {main}
 
 daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
+{processes}pid {dir}/nginx.pid;
 error_log {dir}/logs/error.log notice;
 
 events {{
