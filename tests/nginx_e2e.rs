@@ -530,21 +530,27 @@ fn resumption_http(p: &[u16]) -> String {
         for (j, disable) in [false, true].into_iter().enumerate() {
             let port = p[i * 2 + j];
             let settings = path.settings.replace("CACHE", &format!("c{i}{j}"));
-            let disable = if disable {
-                "assert(tls.disable_session_reuse())"
+            // The control asks for a certificate the resumable way (at ClientHello time,
+            // with a CA set: the session is bound to it); the other the Kong way, paired
+            // with disable_session_reuse as Kong recommends.
+            let request = if disable {
+                r#"ssl_certificate_by_lua_block {
+            local tls = require "kong_client_tls"
+            assert(tls.request_client_certificate())
+            assert(tls.disable_session_reuse())
+        }"#
             } else {
-                ""
+                r#"ssl_client_hello_by_lua_block {
+            local tls = require "kong_client_tls"
+            assert(tls.request_client_certificate(require("kct_e2e").ca("client-ca")))
+        }"#
             };
             http.push_str(&format!(
                 r#"
     server {{
         {ssl}
         {settings}
-        ssl_certificate_by_lua_block {{
-            local tls = require "kong_client_tls"
-            assert(tls.request_client_certificate())
-            {disable}
-        }}
+        {request}
         location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
     }}
 "#,
@@ -585,13 +591,12 @@ fn resumable(session: &openssl::ssl::SslSessionRef) -> bool {
 
 #[test]
 fn disable_session_reuse_on_every_resumption_path() {
-    let nginx = Nginx::start(
-        "resumption",
-        Discovery::Cpath,
-        9,
-        &nginx::server_files(server_pki()),
-        &resumption_http,
-    );
+    let mut files = nginx::server_files(server_pki());
+    files.push((
+        "client-ca.pem",
+        nginx::pem(&client_pki().root.cert).into_bytes(),
+    ));
+    let nginx = Nginx::start("resumption", Discovery::Cpath, 9, &files, &resumption_http);
     let client = ClientCert::leaf(client_pki());
     let full_chain = client.chain_pem();
     let leaf_only = nginx::pem(&client.cert);
