@@ -63,12 +63,13 @@ const TLSEXT_TYPE_SERVER_NAME: u32 = 0;
 ///   impossible to resume, as `kong_client_tls_disable_session_reuse` does (by then
 ///   OpenSSL has already decided on resumption, and the context's store cannot be
 ///   bound).
-/// - In both cases a session ends (its timeout is shortened) one second before the first
-///   expiry among the certificates the verification saw, and a resumed TLS 1.3 connection
-///   keeps that end in the tickets it issues.
+/// - In both cases the session ends (its timeout is shortened) about two seconds before
+///   the first expiry among the certificates the verification saw, and a resumed TLS 1.3
+///   connection issues tickets that end no later than the session it resumed.
 ///
 /// A second call from the certificate callback after one at ClientHello time succeeds
-/// and changes nothing when `ca_certs` has the same certificates, and fails otherwise.
+/// and changes nothing when `ca_certs` has the same certificates, and fails otherwise
+/// (resumed connections skip the certificate callback, so the two must agree).
 ///
 /// This `SSL`'s verify callback, not-resumable-session callback and, when bound, message
 /// callback belong to the library after the call.
