@@ -4,7 +4,9 @@
 -- client for a certificate, naming the acceptable CAs, and disables session reuse; the
 -- access phase reads the client's chain, checks it, records the verdict the way a Kong
 -- plugin does (set_client_verify) and forwards the chain to the upstream in a header.
--- public.demo.test stays plain TLS with normal session resumption.
+-- public.demo.test stays plain TLS with normal session resumption. bound.demo.test asks
+-- for a certificate at ClientHello time instead: its sessions are bound to what is
+-- verified, so they resume there and nowhere else.
 
 local tls = require "kong_client_tls"
 local ngx_ssl = require "ngx.ssl"
@@ -12,6 +14,7 @@ local ngx_ssl = require "ngx.ssl"
 local _M = {}
 
 local MTLS_NAME = "mtls.demo.test"
+local BOUND_NAME = "bound.demo.test"
 -- The Lua check: the client certificate must be issued by this CA (the demo's
 -- intermediate). Kong plugins (mtls-auth) do a full chain verification at this point.
 local ALLOWED_ISSUER = "CN=kong-client-tls demo intermediate CA,O=kong-client-tls demo"
@@ -25,7 +28,23 @@ function _M.init(ca_file)
   client_cas = assert(ngx_ssl.parse_pem_cert(pem))
 end
 
--- ssl_certificate_by_lua: Kong's "certificate" phase.
+-- ssl_client_hello_by_lua: Kong's "client_hello" phase. Mutual TLS decided here keeps
+-- resumption, safely: the session is bound to the name, the server certificate and the CA
+-- set, and a session from anywhere else gets a full handshake that verifies again.
+function _M.client_hello()
+  local name = require("ngx.ssl.clienthello").get_client_hello_server_name()
+  if name ~= BOUND_NAME then
+    return
+  end
+  local ok, err = tls.request_client_certificate(client_cas)
+  if not ok then
+    ngx.log(ngx.ERR, "request_client_certificate failed: ", err)
+    return ngx.exit(ngx.ERROR)
+  end
+end
+
+-- ssl_certificate_by_lua: Kong's "certificate" phase. (disable_session_reuse is Kong's
+-- pairing; with this library the request alone already makes the session unresumable.)
 function _M.certificate()
   if ngx_ssl.server_name() ~= MTLS_NAME then
     return

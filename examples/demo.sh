@@ -76,7 +76,8 @@ echo
 
 # -- the scripted requests -------------------------------------------------------------------
 failures=0
-RESOLVE=(--resolve "mtls.demo.test:$HTTPS_PORT:127.0.0.1" --resolve "public.demo.test:$HTTPS_PORT:127.0.0.1")
+RESOLVE=(--resolve "mtls.demo.test:$HTTPS_PORT:127.0.0.1" --resolve "public.demo.test:$HTTPS_PORT:127.0.0.1"
+         --resolve "bound.demo.test:$HTTPS_PORT:127.0.0.1")
 CURL=(curl -sS --max-time 10 --cacert "$CERTS/server-ca.pem" "${RESOLVE[@]}")
 
 # step TITLE EXPECTED-SUBSTRING COMMAND...: runs COMMAND, prints its output, checks it.
@@ -125,25 +126,31 @@ step "public.demo.test has no CertificateRequest at all" \
          | grep -E 'client certificate CA names'"
 
 # Session reuse: a session saved from a first connection is offered on a second one.
-resume() { # resume NAME TLSFLAG: prints "New"/"Reused" of the second handshake
-  local sess="$DEMO/session-$1$2.pem"
+resume() { # resume NAME TLSFLAG [OFFER_TO]: prints "New"/"Reused" of the second handshake
+  local sess="$DEMO/session-$1$2.pem" to="${3:-$1}"
   # A whole request with Connection: close, and -ign_eof: s_client then reads until the
   # server closes, so a TLS 1.3 ticket (sent after the handshake) is always received.
   local request="GET / HTTP/1.1\r\nHost: $1\r\nConnection: close\r\n\r\n"
   rm -f "$sess"
-  printf "$request" | openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
+  printf '%b' "$request" | openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
     -cert "$CERTS/client.pem" -key "$CERTS/client.key" -ign_eof -sess_out "$sess" >/dev/null 2>&1 || true
   if [ ! -s "$sess" ]; then
     echo "New, no second try: the server issued nothing to resume (no session ID, no ticket)"
     return
   fi
-  printf "$request" | openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" "$2" \
+  printf '%b' "$request" | openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$to" "$2" \
     -cert "$CERTS/client.pem" -key "$CERTS/client.key" -ign_eof -sess_in "$sess" 2>/dev/null \
     | grep -E '^(New|Reused),' || true
 }
 for v in -tls1_2 -tls1_3; do
   step "public.demo.test resumes its TLS session ($v)" "Reused," resume public.demo.test "$v"
-  step "mtls.demo.test never resumes: disable_session_reuse ($v)" "New," resume mtls.demo.test "$v"
+  step "mtls.demo.test never resumes: certificate-phase request ($v)" "New," resume mtls.demo.test "$v"
+  step "bound.demo.test resumes its mutual-TLS session: client_hello-phase request ($v)" \
+    "Reused," resume bound.demo.test "$v"
+  step "a bound.demo.test session offered to public.demo.test: full handshake ($v)" \
+    "New," resume bound.demo.test "$v" public.demo.test
+  step "a public.demo.test session offered to bound.demo.test: full handshake ($v)" \
+    "New," resume public.demo.test "$v" bound.demo.test
 done
 
 bold "== the log phase: what Kong's serializer reports as request.tls.client_verify"
