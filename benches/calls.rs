@@ -4,9 +4,13 @@
 //! 2. chain retrieval: our first and repeated calls against the algorithm of
 //!    lua-kong-nginx-module (re-implemented here) and against a bare memcpy;
 //! 4. what `disable_http2_alpn` costs a TLS 1.3 resumption that offers `h2` (it becomes
-//!    a full handshake, see docs/alpn.md).
+//!    a full handshake, see docs/alpn.md);
+//! 5. what the client hello form of `request_client_certificate` saves a mutual-TLS client
+//!    that reconnects with its session (issue 12): resumption rate and CPU per connection
+//!    against the certificate form, Kong's `disable_session_reuse` pairing and plain
+//!    resumption; and what the call itself costs in each form.
 //!
-//! `cargo bench --bench calls` writes `target/bench/group1.md` and `group2.md` (see
+//! `cargo bench --bench calls` writes `target/bench/group1.md`, `group2.md`, … (see
 //! `KCT_BENCH_DIR`), and prints the ratios. Run without `--bench` (as `cargo test
 //! --all-targets` does), it only checks that every measured path works.
 
@@ -38,9 +42,12 @@ use kong_client_tls::chain::{
 };
 use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
 use kong_client_tls::session::kong_client_tls_disable_session_reuse;
-use memtls::{handshake, handshake_resuming, set_cert_hook, set_client_hello_hook, Hook};
+use memtls::{
+    client_ssl, handshake, handshake_resuming, paused_in_callback, set_cert_hook,
+    set_client_hello_hook, set_pause, Hook, Pause, Reconnecting,
+};
 use pki::{KeyKind, Pki};
-use stats::{fmt_us, median, scaled, Paired, Table};
+use stats::{fmt_us, median, scaled, Interleaved, Paired, Table};
 
 /// `println!` in bench mode only: a smoke run's single samples prove nothing.
 macro_rules! say {
@@ -118,6 +125,17 @@ fn client_ctx(
         }
     }
     ctx.build()
+}
+
+/// `certs` as the `STACK_OF(X509)` a hook gets: parsed once, as the Lua module's caller
+/// does with `ngx.ssl.parse_pem_cert`; leaked, as contexts live for the whole process.
+fn ca_stack(certs: &[&X509]) -> *mut c_void {
+    let mut stack = Stack::<X509>::new().unwrap();
+    for c in certs {
+        stack.push((*c).clone()).unwrap();
+    }
+    let stack: &'static Stack<X509> = Box::leak(Box::new(stack));
+    stack.as_ptr() as *mut c_void
 }
 
 // The hooks: each is one of our calls, exactly as the Lua module makes it.
@@ -226,18 +244,15 @@ fn mode_contexts(keys: &Keys, version: SslVersion, mode: Mode) -> (SslContext, S
             server_ctx(static_optional_no_ca(base(), ca), None, None, null),
             mtls_client(),
         ),
-        Mode::RequestClientCertificate => {
-            // Parsed once, like the Lua module's caller does with ngx.ssl.parse_pem_cert;
-            // leaked: contexts live for the whole process.
-            let mut stack = Stack::<X509>::new().unwrap();
-            stack.push(ca.clone()).unwrap();
-            let stack: &'static Stack<X509> = Box::leak(Box::new(stack));
-            let ca_ptr = stack.as_ptr() as *mut c_void;
-            (
-                server_ctx(base(), Some(hook_request_client_certificate), None, ca_ptr),
-                mtls_client(),
-            )
-        }
+        Mode::RequestClientCertificate => (
+            server_ctx(
+                base(),
+                Some(hook_request_client_certificate),
+                None,
+                ca_stack(&[ca]),
+            ),
+            mtls_client(),
+        ),
         Mode::Plain => (server_ctx(base(), None, None, null), plain_client()),
         Mode::DisableSessionReuse => (
             server_ctx(base(), Some(hook_disable_session_reuse), None, null),
@@ -953,6 +968,8 @@ fn main() {
     if !skip("4") {
         group4(bench, &all_keys, &mut g4, &mut summary);
     }
+    let mut g5 = String::new();
+    let met5 = skip("5") || group5(bench, &all_keys, &mut g5, &mut summary);
     if !bench {
         println!("calls bench: smoke run only (run with --bench to measure)");
         return;
@@ -966,10 +983,11 @@ fn main() {
     std::fs::write(dir.join("group1.md"), g1).unwrap();
     std::fs::write(dir.join("group2.md"), g2).unwrap();
     std::fs::write(dir.join("group4.md"), g4).unwrap();
+    std::fs::write(dir.join("group5.md"), g5).unwrap();
     std::fs::write(dir.join("summary-calls.md"), summary.join("\n") + "\n").unwrap();
     std::fs::write(
         dir.join("calls.status"),
-        format!("group1={met1}\ngroup2={met2}\n"),
+        format!("group1={met1}\ngroup2={met2}\ngroup5={met5}\n"),
     )
     .unwrap();
     println!("calls bench: {:.0} s", t0.elapsed().as_secs_f64());
@@ -1038,10 +1056,7 @@ fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         client.set_verify(SslVerifyMode::NONE);
         client.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
         let client = client.build();
-        let mut first = handshake(&plain, &client);
-        // The tickets follow the handshake: reading makes the client take them.
-        let _ = std::io::Read::read(&mut first.client, &mut [0u8; 1]);
-        let session = first.client.ssl().session().unwrap().to_owned();
+        let session = handshake(&plain, &client).kept_session().unwrap();
 
         // What each side really does, checked before anything is timed.
         let resumed = handshake_resuming(&plain, &client, Some(&session));
@@ -1120,4 +1135,471 @@ fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
          interleaved A/B, the same session offered each time (one shared ticket key).\n\n",
     );
     out.push_str(&table.text);
+}
+
+// Group 5 ------------------------------------------------------------------------------
+
+/// The name every group 5 client asks for (SNI), as clients of a Kong route do.
+const HOST: &str = "bench.test";
+
+/// A way for a server to resume sessions: group 5's servers resume through one only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ResumptionPath {
+    Tls13Tickets,
+    Tls12Tickets,
+    /// TLS 1.2 session IDs in the server context's own cache (no tickets).
+    Tls12SessionIds,
+}
+
+impl ResumptionPath {
+    fn version(self) -> SslVersion {
+        match self {
+            ResumptionPath::Tls13Tickets => SslVersion::TLS1_3,
+            _ => SslVersion::TLS1_2,
+        }
+    }
+
+    fn configure(self, ctx: &mut SslContextBuilder) {
+        match self {
+            ResumptionPath::Tls13Tickets | ResumptionPath::Tls12Tickets => {
+                ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
+            }
+            ResumptionPath::Tls12SessionIds => {
+                ctx.set_options(SslOptions::NO_TICKET);
+                ctx.set_session_cache_mode(SslSessionCacheMode::SERVER);
+            }
+        }
+    }
+}
+
+const PATHS: [(ResumptionPath, &str); 3] = [
+    (ResumptionPath::Tls13Tickets, "TLS 1.3 tickets"),
+    (ResumptionPath::Tls12Tickets, "TLS 1.2 tickets"),
+    (
+        ResumptionPath::Tls12SessionIds,
+        "TLS 1.2 session IDs (server cache)",
+    ),
+];
+
+/// What a server does about a mutual-TLS client's reconnections (group 5).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reuse {
+    HelloForm,
+    CertificateForm,
+    KongPairing,
+    StaticResumption,
+    PlainResumption,
+    PlainFull,
+}
+
+/// Each variant, what it is, and whether its reconnections must resume (all or none).
+const REUSE: [(Reuse, &str, bool); 6] = [
+    (
+        Reuse::HelloForm,
+        "`request_client_certificate(ca)` in the client hello callback",
+        true,
+    ),
+    (
+        Reuse::CertificateForm,
+        "`request_client_certificate(ca)` in the certificate callback",
+        false,
+    ),
+    (
+        Reuse::KongPairing,
+        "`request_client_certificate(ca)` + `disable_session_reuse()` in the certificate callback (Kong's pairing)",
+        false,
+    ),
+    (
+        Reuse::StaticResumption,
+        "no call, static `optional_no_ca` + CA on the context (nginx's `ssl_verify_client`), client offers its session",
+        true,
+    ),
+    (
+        Reuse::PlainResumption,
+        "no call (no certificate requested), client offers its session",
+        true,
+    ),
+    (
+        Reuse::PlainFull,
+        "no call (no certificate requested), client offers no session",
+        false,
+    ),
+];
+
+fn reuse_index(r: Reuse) -> usize {
+    REUSE.iter().position(|x| x.0 == r).unwrap()
+}
+
+/// Kong's certificate phase: the request, then `disable_session_reuse`.
+unsafe fn hook_kong_pairing(ssl: *mut SSL, ca: *mut c_void) {
+    hook_request_client_certificate(ssl, ca);
+    hook_disable_session_reuse(ssl, std::ptr::null_mut());
+}
+
+/// A server that resumes only through `path`, doing what `reuse` says.
+fn reuse_server(keys: &Keys, path: ResumptionPath, reuse: Reuse, ca: *mut c_void) -> SslContext {
+    let mut ctx = server_builder(keys, path.version());
+    path.configure(&mut ctx);
+    let request: Hook = hook_request_client_certificate;
+    let (cert_hook, hello_hook): (Option<Hook>, Option<Hook>) = match reuse {
+        Reuse::HelloForm => (None, Some(request)),
+        Reuse::CertificateForm => (Some(request), None),
+        Reuse::KongPairing => (Some(hook_kong_pairing), None),
+        Reuse::StaticResumption => {
+            ctx = static_optional_no_ca(ctx, &keys.client.root.cert);
+            (None, None)
+        }
+        Reuse::PlainResumption | Reuse::PlainFull => (None, None),
+    };
+    server_ctx(ctx, cert_hook, hello_hook, ca)
+}
+
+/// One setup's measurement: counts and CPU time per connection of each variant.
+struct ReuseRun {
+    setup: String,
+    /// (resumed, connections) per variant.
+    counts: Vec<(usize, usize)>,
+    m: Interleaved,
+}
+
+impl ReuseRun {
+    fn rate(&self, v: usize) -> f64 {
+        let (resumed, n) = self.counts[v];
+        resumed as f64 / n as f64
+    }
+
+    fn ratio(&self, b: Reuse, a: Reuse) -> (f64, String) {
+        let r = self.m.ratios(reuse_index(b), reuse_index(a));
+        (median(&r), stats::iqr(&r, &|x| format!("{x:.3}")))
+    }
+}
+
+/// Checks what each variant's connections really are, on a full handshake and on the
+/// reconnection after it: the certificate verdict where one is requested, and whether
+/// the server resumed.
+fn check_reuse(reuse: Reuse, must_resume: bool, client: &mut Reconnecting) {
+    for attempt in 0..2 {
+        let conn = client.connect();
+        let s = conn.server.ssl();
+        let resumed = attempt == 1 && must_resume;
+        assert_eq!(
+            s.session_reused(),
+            resumed,
+            "{reuse:?}, connection {attempt}"
+        );
+        if !matches!(reuse, Reuse::PlainResumption | Reuse::PlainFull) {
+            assert!(
+                s.peer_certificate().is_some(),
+                "{reuse:?}: no client certificate"
+            );
+            assert_eq!(s.verify_result().as_raw(), 0, "{reuse:?}: not verified");
+        }
+    }
+    client.reset_counts();
+}
+
+/// Group 5: a mutual-TLS client reconnecting with its session, per resumption path and
+/// key type; every variant of one setup measured in the same interleaved rounds.
+fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
+    let samples = if bench { scaled(21) } else { 1 };
+    let target_ms = if bench {
+        25.0 * stats::scale().min(1.0)
+    } else {
+        1.0
+    };
+    let mut runs = vec![];
+    for (path, pname) in PATHS {
+        for keys in all_keys {
+            let setup = format!("{pname}, {}", keys.kind.label());
+            let ca = ca_stack(&[&keys.client.root.cert]);
+            let client = client_ctx(path.version(), Some(&keys.client.direct_leaf), &[]);
+            let servers: Vec<SslContext> = REUSE
+                .iter()
+                .map(|(r, _, _)| reuse_server(keys, path, *r, ca))
+                .collect();
+            let mut clients: Vec<Reconnecting> = REUSE
+                .iter()
+                .zip(&servers)
+                .map(|((r, _, _), server)| {
+                    Reconnecting::new(server, &client, HOST, *r != Reuse::PlainFull)
+                })
+                .collect();
+            for ((r, _, must_resume), c) in REUSE.iter().zip(clients.iter_mut()) {
+                check_reuse(*r, *must_resume, c);
+            }
+            let mut conns: Vec<Box<dyn FnMut() + '_>> = clients
+                .iter_mut()
+                .map(|c| Box::new(move || drop(black_box(c.connect()))) as Box<dyn FnMut()>)
+                .collect();
+            // Sized on the costliest variant: every variant runs as often, and the cheap ones
+            // would otherwise make the rounds long.
+            let per_sample =
+                stats::calibrate(target_ms, &mut *conns[reuse_index(Reuse::KongPairing)]);
+            let mut each: Vec<&mut dyn FnMut()> = conns
+                .iter_mut()
+                .map(|c| &mut **c as &mut dyn FnMut())
+                .collect();
+            let m = Interleaved::run(samples, per_sample, &mut each);
+            drop(conns);
+            let counts: Vec<(usize, usize)> =
+                clients.iter().map(|c| (c.resumed, c.connections)).collect();
+            // A variant that does not (or does) resume measures something else than its
+            // label says: fail, whatever the timings.
+            for ((r, _, must_resume), (resumed, n)) in REUSE.iter().zip(&counts) {
+                if *must_resume {
+                    assert!(
+                        *resumed as f64 >= 0.99 * *n as f64,
+                        "{setup}, {r:?}: only {resumed} of {n} reconnections resumed"
+                    );
+                } else {
+                    assert_eq!(
+                        *resumed, 0,
+                        "{setup}, {r:?}: {resumed} of {n} reconnections resumed"
+                    );
+                }
+            }
+            runs.push(ReuseRun { setup, counts, m });
+        }
+    }
+    let hello = reuse_index(Reuse::HelloForm);
+    let mut table = Table::new(&[
+        "setup",
+        "server",
+        "resumed / connections",
+        "resumption rate",
+        "CPU per connection, client + server (median)",
+        "p25–p75",
+    ]);
+    let mut ratios = Table::new(&[
+        "setup",
+        "hello form / Kong's pairing (the saving)",
+        "p25–p75",
+        "hello form / plain resumption (overhead)",
+        "p25–p75",
+        "goal ≤ 1.10",
+        "hello form / static mTLS resumption",
+        "p25–p75",
+        "certificate form / Kong's pairing",
+    ]);
+    let mut all_met = true;
+    let mut worst_rate = (f64::INFINITY, String::new());
+    let mut worst_overhead = (0.0, String::new());
+    let (mut savings, mut overheads, mut over_static) = (vec![], vec![], vec![]);
+    for run in &runs {
+        for (v, (_, label, _)) in REUSE.iter().enumerate() {
+            let (resumed, n) = run.counts[v];
+            table.row(&[
+                run.setup.clone(),
+                label.to_string(),
+                format!("{resumed} / {n}"),
+                format!("{:.3}", run.rate(v)),
+                fmt_us(median(&run.m.cpu[v])),
+                stats::iqr(&run.m.cpu[v], &|x| fmt_us(x)),
+            ]);
+        }
+        if run.rate(hello) < worst_rate.0 {
+            worst_rate = (run.rate(hello), run.setup.clone());
+        }
+        let (saving, saving_spread) = run.ratio(Reuse::HelloForm, Reuse::KongPairing);
+        let (overhead, overhead_spread) = run.ratio(Reuse::HelloForm, Reuse::PlainResumption);
+        let (vs_static, static_spread) = run.ratio(Reuse::HelloForm, Reuse::StaticResumption);
+        let (cert, _) = run.ratio(Reuse::CertificateForm, Reuse::KongPairing);
+        let met = overhead <= 1.10;
+        all_met &= met;
+        if overhead > worst_overhead.0 {
+            worst_overhead = (overhead, run.setup.clone());
+        }
+        savings.push(format!("{saving:.2} ({})", run.setup));
+        overheads.push(format!("{overhead:.3}"));
+        over_static.push(format!("{vs_static:.3}"));
+        say!(
+            "group 5 {}: hello form / Kong's pairing {saving:.3} ({:.2}x saved); / plain resumption {overhead:.3} ({}); / static mTLS resumption {vs_static:.3}; hello-form rate {:.3}",
+            run.setup,
+            1.0 / saving,
+            if met { "met" } else { "MISSED" },
+            run.rate(hello)
+        );
+        ratios.row(&[
+            run.setup.clone(),
+            format!("{saving:.3} ({:.2}× less CPU)", 1.0 / saving),
+            saving_spread,
+            format!("{overhead:.3}"),
+            overhead_spread,
+            stats::verdict(met),
+            format!("{vs_static:.3}"),
+            static_spread,
+            format!("{cert:.3}"),
+        ]);
+    }
+    let rate_met = worst_rate.0 >= 0.99;
+    all_met &= rate_met;
+    summary.push(format!(
+        "| 5 | resumption rate of a mutual-TLS client reconnecting with its session, `request_client_certificate(ca)` in the client hello callback (TLS 1.3 tickets, TLS 1.2 tickets and session IDs; ECDSA and RSA) | lowest {:.3} ({}) | ≥ 0.99 | {} |",
+        worst_rate.0,
+        worst_rate.1,
+        stats::verdict(rate_met)
+    ));
+    summary.push(format!(
+        "| 5 | CPU per mTLS reconnection (client + server): client hello form / certificate form + `disable_session_reuse()` (Kong) | {} | reported | — |",
+        savings.join(", ")
+    ));
+    summary.push(format!(
+        "| 5 | CPU per mTLS reconnection: client hello form (resumed) / plain resumption without any call | worst {:.3} ({}); all setups: {} | ≤ 1.10 | {} |",
+        worst_overhead.0,
+        worst_overhead.1,
+        overheads.join(", "),
+        stats::verdict(worst_overhead.0 <= 1.10)
+    ));
+    summary.push(format!(
+        "| 5 | CPU per mTLS reconnection: client hello form (resumed) / static `optional_no_ca` resumption (same client certificate in the session, no call) | {} | reported | — |",
+        over_static.join(", ")
+    ));
+    out.push_str(&format!(
+        "Measured on {}. A client with a certificate issued by the CA reconnects to one server \
+         again and again, sending SNI `{HOST}` and offering the session it kept from its \
+         previous connection (after reading the TLS 1.3 tickets that follow a handshake), as \
+         browsers and HTTP clients do. The server resumes only through the path named (the \
+         other paths off) and passes the CA as `ca_certs` where it calls \
+         `request_client_certificate`. In-memory handshakes in one thread, client CPU + server \
+         CPU of each connection (`SSL` objects made and freed included); the six servers of a \
+         setup are measured in the same interleaved rounds ({} rounds). The resumption rate \
+         counts every connection after the first two, which are checked one by one (a full \
+         handshake, then a resumption or not as the variant says, with the verdict SUCCESS \
+         where a certificate is requested); the bench fails if a variant \
+         that must resume misses more than 1 % or one that must not resumes once.\n\n",
+        openssl::version::version(),
+        samples
+    ));
+    out.push_str(&table.text);
+    out.push_str("\nRatios of CPU per connection, taken within each round (median and spread over the rounds):\n\n");
+    out.push_str(&ratios.text);
+    out.push_str(
+        "\nA resumed session that carries a client certificate costs more than one without: \
+         OpenSSL decodes the session, certificate and public key included, from each ticket \
+         it accepts and again for each ticket it issues (TLS 1.3 issues one on every \
+         resumption), and OpenSSL 3.0's public-key decoding (`OSSL_DECODER`) is slow. Sessions \
+         kept as objects in the server's own cache skip it. The \
+         static `optional_no_ca` row carries the same certificate in its sessions, so \
+         hello form / static is what the library adds to resuming a mutual-TLS session; \
+         hello form / plain resumption is what resuming one costs over a session without a \
+         client certificate.\n",
+    );
+    call_cost(bench, all_keys, out, summary);
+    all_met
+}
+
+/// Calls per timed run in [`call_cost`]: one call is a few microseconds.
+const CALLS: usize = 10;
+
+/// The cost of one `request_client_certificate(ca)` call in each form, with 1 and with 10
+/// CA certificates: repeated on a server `SSL` paused in its client hello callback (it
+/// binds: SHA-256 of the server certificate, of each CA and of the binding) and on one
+/// paused in its certificate callback (it makes the session unresumable, and also hashes
+/// each CA, to compare with a binding made at ClientHello time).
+fn call_cost(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) {
+    let samples = if bench { scaled(21) } else { 1 };
+    let target_ms = if bench {
+        10.0 * stats::scale().min(1.0)
+    } else {
+        0.2
+    };
+    let mut table = Table::new(&[
+        "key type",
+        "CA certificates",
+        "certificate form, per call (median)",
+        "client hello form, per call (median)",
+        "hello / certificate (median)",
+        "p25–p75",
+    ]);
+    let mut results = vec![];
+    for keys in all_keys {
+        let extra = pki::cas("bench extra CA", keys.kind, 9);
+        let version = SslVersion::TLS1_3;
+        let client = client_ctx(version, Some(&keys.client.direct_leaf), &[]);
+        let paused_server = |at: Pause| {
+            let ctx = server_builder(keys, version);
+            set_pause(ctx.as_ptr(), at);
+            ctx.build()
+        };
+        let (hello_ctx, cert_ctx) = (
+            paused_server(Pause::ClientHello),
+            paused_server(Pause::Certificate),
+        );
+        for n in [1, 10] {
+            let certs: Vec<&X509> = std::iter::once(&keys.client.root.cert)
+                .chain(extra.iter().take(n - 1))
+                .collect();
+            let ca = ca_stack(&certs);
+            let hello_conn = paused_in_callback(&hello_ctx, client_ssl(&client, Some(HOST), None));
+            let cert_conn = paused_in_callback(&cert_ctx, client_ssl(&client, Some(HOST), None));
+            let (hello_ssl, cert_ssl) = (
+                hello_conn.server.ssl().as_ptr(),
+                cert_conn.server.ssl().as_ptr(),
+            );
+            let mut in_hello = || {
+                for _ in 0..CALLS {
+                    // SAFETY: live server SSL paused in its client hello callback.
+                    unsafe { hook_request_client_certificate(black_box(hello_ssl), ca) };
+                }
+            };
+            let mut in_cert = || {
+                for _ in 0..CALLS {
+                    // SAFETY: live server SSL paused in its certificate callback.
+                    unsafe { hook_request_client_certificate(black_box(cert_ssl), ca) };
+                }
+            };
+            in_hello();
+            in_cert();
+            // Which form each call took, by its visible effect: the certificate form sends no
+            // TLS 1.3 ticket; the hello form binds and keeps the tickets.
+            assert_eq!(
+                hello_conn.server.ssl().num_tickets(),
+                2,
+                "hello form did not bind"
+            );
+            assert_eq!(
+                cert_conn.server.ssl().num_tickets(),
+                0,
+                "certificate form kept tickets"
+            );
+            let per_sample = stats::calibrate(target_ms, &mut in_hello);
+            let p = Paired::run_alternating(samples, per_sample, &mut in_cert, &mut in_hello);
+            let per_call = |v: &[f64]| fmt_us(median(v) / CALLS as f64);
+            say!(
+                "group 5 call cost {}, {n} CA: hello form {} / certificate form {} = {:.3}",
+                keys.kind.label(),
+                per_call(&p.b),
+                per_call(&p.a),
+                p.ratio()
+            );
+            table.row(&[
+                keys.kind.label().to_string(),
+                n.to_string(),
+                per_call(&p.a),
+                per_call(&p.b),
+                format!("{:.3}", p.ratio()),
+                p.ratio_spread(),
+            ]);
+            results.push(format!(
+                "{n} CA{}, {}: {:.2}",
+                if n > 1 { "s" } else { "" },
+                keys.kind.label(),
+                p.ratio()
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nThe call itself: `request_client_certificate(ca)` made {CALLS} times per timed run on one \
+         server `SSL` paused in its client hello callback (the binding: SHA-256 of the server \
+         certificate, of each CA certificate and of the binding) and on one paused in its \
+         certificate callback (no binding; it hashes each CA too, to refuse a different CA set \
+         after a hello-form call), as nginx leaves a connection while a Lua handler yields. \
+         Runs of the two alternate (A B B A …), {samples} samples; the first call on a \
+         connection (which also creates the library's per-connection state) is not timed.\n\n{}",
+        table.text
+    ));
+    summary.push(format!(
+        "| 5 | one `request_client_certificate(ca)` call: client hello form / certificate form | {} | reported | — |",
+        results.join("; ")
+    ));
 }

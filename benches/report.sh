@@ -1,6 +1,7 @@
 #!/bin/sh
 # Assembles BENCHMARKS.md (on stdout) from the fragments the benches wrote into $1
-# (target/bench): summary-*.md, group1.md, group1-instr.md, group2.md, group3.md.
+# (target/bench): summary-*.md, group1.md, group1-instr.md, group2.md, group3.md,
+# group4.md, group5.md.
 set -eu
 dir=$1
 frag() { if [ -s "$dir/$1" ]; then cat "$dir/$1"; else echo "_($1 was not produced: see the make bench output)_"; fi; }
@@ -40,15 +41,15 @@ numbers move from run to run, ratios hold. "Spread" is the 25th–75th percentil
 | group | comparison | result | goal | verdict |
 |---|---|---|---|---|
 EOF
-# Group 1 rows name the OpenSSL they ran on: the system's, then each line swapped in
-# (openssl-*/, written by `make bench` with the bench binary on that libssl.so.3).
+# Group 1 and 5 rows name the OpenSSL they ran on: the system's, then each line swapped
+# in (openssl-*/, written by `make bench` with the bench binary on that libssl.so.3).
 system_openssl=$(openssl version | awk '{ print "OpenSSL " $2 }')
 {
-  cat "$dir"/summary-*.md 2>/dev/null | sed "s/^| 1 |/| 1 ($system_openssl) |/"
+  cat "$dir"/summary-*.md 2>/dev/null | sed -E "s/^\| ([15]) \|/| \1 ($system_openssl) |/"
   for sub in "$dir"/openssl-*/; do
     [ -d "$sub" ] || continue
     v=$(basename "$sub"); v="OpenSSL ${v#openssl-}"
-    grep '^| 1 |' "$sub/summary-calls.md" 2>/dev/null | sed "s/^| 1 |/| 1 ($v) |/"
+    grep -E '^\| [15] \|' "$sub/summary-calls.md" 2>/dev/null | sed -E "s/^\| ([15]) \|/| \1 ($v) |/"
   done
 } | sort -s -t"|" -k2,2n || true
 cat <<'EOF'
@@ -115,6 +116,26 @@ $(frag group2.md)
 ## Group 4: what \`disable_http2_alpn\` costs a TLS 1.3 resumption offering h2
 
 $(frag group4.md)
+
+## Group 5: what the client hello form of \`request_client_certificate\` saves a reconnecting mutual-TLS client
+
+Issue 12. Called from the client hello callback with \`ca_certs\`, \`request_client_certificate\`
+binds the session to what it verifies, so a client that comes back with its session
+resumes; called from the certificate callback (Kong's placement) it makes the session
+unresumable, as Kong's \`disable_session_reuse\` pairing does. The saving is the ratio of
+CPU per reconnection, hello form / Kong's pairing.
+
+$(frag group5.md)
+$(for sub in "$dir"/openssl-*/; do
+  [ -s "$sub/group5.md" ] || continue
+  v=${sub%/}; v=${v##*/openssl-}
+  echo
+  echo "### Group 5 on OpenSSL $v"
+  echo
+  echo "The same bench binary with OpenSSL $v's libssl.so.3 first on LD_LIBRARY_PATH, as for group 1."
+  echo
+  cat "$sub/group5.md"
+done)
 
 ## Group 3: through nginx
 

@@ -8,7 +8,9 @@ use std::ffi::{c_int, c_void};
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
-use openssl::ssl::{ErrorCode, ShutdownState, Ssl, SslContext, SslSessionRef, SslStream};
+use openssl::ssl::{
+    ErrorCode, ShutdownState, Ssl, SslContext, SslSession, SslSessionRef, SslStream,
+};
 use openssl_sys::{SSL, SSL_CTX};
 
 type Queue = Rc<RefCell<VecDeque<u8>>>;
@@ -54,7 +56,6 @@ pub fn pipe() -> (End, End) {
 /// Both ends of a finished handshake.
 pub struct Conn {
     pub server: SslStream<End>,
-    #[allow(dead_code)]
     pub client: SslStream<End>,
 }
 
@@ -79,14 +80,42 @@ pub fn handshake_resuming(
     client: &SslContext,
     session: Option<&SslSessionRef>,
 ) -> Conn {
+    handshake_ssl(server, client_ssl(client, None, session))
+}
+
+/// A new client `SSL` of `client` that sends `host` as SNI and offers `session`.
+pub fn client_ssl(client: &SslContext, host: Option<&str>, session: Option<&SslSessionRef>) -> Ssl {
+    let mut ssl = Ssl::new(client).unwrap();
+    if let Some(host) = host {
+        ssl.set_hostname(host).unwrap();
+    }
+    if let Some(session) = session {
+        // SAFETY: the caller's session comes from a handshake with the same client context.
+        unsafe { ssl.set_session(session).unwrap() };
+    }
+    ssl
+}
+
+/// [`handshake`] with a client `SSL` made by [`client_ssl`].
+pub fn handshake_ssl(server: &SslContext, client: Ssl) -> Conn {
+    drive(server, client, false)
+}
+
+/// A handshake stopped where the server's client hello or certificate callback asked
+/// to be called again (see [`set_pause`]), as nginx leaves a connection while a Lua
+/// handler of those phases yields: the server `SSL` stays in that callback's state.
+pub fn paused_in_callback(server: &SslContext, client: Ssl) -> Conn {
+    drive(server, client, true)
+}
+
+fn drive(server: &SslContext, client: Ssl, until_paused: bool) -> Conn {
     let (s_end, c_end) = pipe();
     let mut s = SslStream::new(Ssl::new(server).unwrap(), s_end).unwrap();
-    let mut client_ssl = Ssl::new(client).unwrap();
-    if let Some(session) = session {
-        // SAFETY: the session comes from a handshake with the same client context.
-        unsafe { client_ssl.set_session(session).unwrap() };
-    }
-    let mut c = SslStream::new(client_ssl, c_end).unwrap();
+    let mut c = SslStream::new(client, c_end).unwrap();
+    let paused = [
+        ErrorCode::WANT_CLIENT_HELLO_CB,
+        ErrorCode::from_raw(openssl_sys::SSL_ERROR_WANT_X509_LOOKUP),
+    ];
     let (mut c_done, mut s_done) = (false, false);
     for _ in 0..16 {
         if !c_done {
@@ -100,10 +129,17 @@ pub fn handshake_resuming(
             match s.accept() {
                 Ok(()) => s_done = true,
                 Err(e) if e.code() == ErrorCode::WANT_READ => {}
+                Err(e) if until_paused && paused.contains(&e.code()) => {
+                    return Conn {
+                        server: s,
+                        client: c,
+                    }
+                }
                 Err(e) => panic!("server handshake: {e}"),
             }
         }
         if c_done && s_done {
+            assert!(!until_paused, "the handshake finished without pausing");
             return Conn {
                 server: s,
                 client: c,
@@ -111,6 +147,65 @@ pub fn handshake_resuming(
         }
     }
     panic!("handshake did not finish");
+}
+
+impl Conn {
+    /// The session the client keeps for its next connection, after reading what followed
+    /// the handshake (TLS 1.3 tickets come after it).
+    pub fn kept_session(&mut self) -> Option<SslSession> {
+        let _ = self.client.read(&mut [0u8; 1]);
+        self.client.ssl().session().map(|s| s.to_owned())
+    }
+}
+
+/// A client reconnecting to one server again and again, each time offering the session
+/// it kept from its previous connection (as browsers and HTTP clients do), or never
+/// offering one; counts the connections the server resumed.
+pub struct Reconnecting<'a> {
+    server: &'a SslContext,
+    client: &'a SslContext,
+    host: &'a str,
+    keeps_sessions: bool,
+    session: Option<SslSession>,
+    pub connections: usize,
+    pub resumed: usize,
+}
+
+impl<'a> Reconnecting<'a> {
+    pub fn new(
+        server: &'a SslContext,
+        client: &'a SslContext,
+        host: &'a str,
+        keeps_sessions: bool,
+    ) -> Self {
+        Reconnecting {
+            server,
+            client,
+            host,
+            keeps_sessions,
+            session: None,
+            connections: 0,
+            resumed: 0,
+        }
+    }
+
+    /// One connection; returns it for inspection.
+    pub fn connect(&mut self) -> Conn {
+        let ssl = client_ssl(self.client, Some(self.host), self.session.as_deref());
+        let mut conn = handshake_ssl(self.server, ssl);
+        self.connections += 1;
+        self.resumed += usize::from(conn.server.ssl().session_reused());
+        if self.keeps_sessions {
+            self.session = conn.kept_session();
+        }
+        conn
+    }
+
+    /// Forgets the counts (not the session).
+    pub fn reset_counts(&mut self) {
+        self.connections = 0;
+        self.resumed = 0;
+    }
 }
 
 /// A function run on the server `SSL` from a callback; `arg` is what was registered.
@@ -168,4 +263,38 @@ pub fn set_client_hello_hook(ctx: *mut SSL_CTX, hook: Option<Hook>, arg: *mut c_
     }));
     // SAFETY: live context; the argument is leaked so it outlives it.
     unsafe { SSL_CTX_set_client_hello_cb(ctx, Some(client_hello_cb), arg.cast()) };
+}
+
+unsafe extern "C" fn pause_cert_cb(_ssl: *mut SSL, _arg: *mut c_void) -> c_int {
+    -1
+}
+
+unsafe extern "C" fn pause_client_hello_cb(
+    _ssl: *mut SSL,
+    _al: *mut c_int,
+    _arg: *mut c_void,
+) -> c_int {
+    -1 // SSL_CLIENT_HELLO_RETRY
+}
+
+/// The server callback a handshake pauses in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Pause {
+    ClientHello,
+    Certificate,
+}
+
+/// Makes every handshake of `ctx` pause in the callback `at` (see [`paused_in_callback`]).
+pub fn set_pause(ctx: *mut SSL_CTX, at: Pause) {
+    // SAFETY: live context; the callbacks use no argument.
+    unsafe {
+        match at {
+            Pause::ClientHello => {
+                SSL_CTX_set_client_hello_cb(ctx, Some(pause_client_hello_cb), std::ptr::null_mut())
+            }
+            Pause::Certificate => {
+                SSL_CTX_set_cert_cb(ctx, Some(pause_cert_cb), std::ptr::null_mut())
+            }
+        }
+    }
 }

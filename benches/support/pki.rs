@@ -95,8 +95,24 @@ impl Pki {
     }
 }
 
+/// `n` self-signed CA certificates, unrelated to any [`Pki`], named `<label> <i>`. They
+/// share one key (a key pair per certificate would only slow the bench's start).
+pub fn cas(label: &str, kind: KeyKind, n: usize) -> Vec<X509> {
+    let key = base::new_key(kind);
+    (1..=n)
+        .map(|i| loaded(base::issue(&format!("{label} {i}"), &key, None, true)))
+        .collect()
+}
+
 fn make(cn: &str, kind: KeyKind, issuer: Option<&Identity>, ca: bool) -> Identity {
     let key = base::new_key(kind);
-    let cert = base::issue(cn, &key, issuer, ca);
+    let cert = loaded(base::issue(cn, &key, issuer, ca));
     Identity { cert, key }
+}
+
+/// `cert` as servers, clients and `ngx.ssl.parse_pem_cert` have it: parsed, so it keeps
+/// its encoding. A certificate just built is encoded again each time it is sent or
+/// hashed, which would bill the benches for work no real deployment does.
+fn loaded(cert: X509) -> X509 {
+    X509::from_der(&cert.to_der().unwrap()).unwrap()
 }

@@ -54,32 +54,21 @@ pub fn iqr(values: &[f64], fmt: &dyn Fn(f64) -> String) -> String {
     )
 }
 
-/// Interleaved A/B measurements: each sample times a batch of A and a batch of B back to
-/// back (order alternating), and the ratio B/A is taken within the sample.
-pub struct Paired {
-    pub a: Vec<f64>,
-    pub b: Vec<f64>,
-    pub ratios: Vec<f64>,
-    pub a_wall: Vec<f64>,
-    pub b_wall: Vec<f64>,
+/// Interleaved measurements of several variants: each round runs every variant once, in
+/// order on even rounds and in reverse on odd ones (A B C, C B A, …), each run timed on
+/// its own; a sample's value per variant is the median of its `per_sample` runs, which
+/// drops the runs hit by an interrupt or a migration. Comparing two variants within each
+/// sample cancels what the machine's load does to both.
+pub struct Interleaved {
+    /// CPU ns per run, `[variant][sample]`.
+    pub cpu: Vec<Vec<f64>>,
+    /// Wall-clock ns per run, `[variant][sample]`.
+    pub wall: Vec<Vec<f64>>,
 }
 
-impl Paired {
-    /// A and B alternate one run at a time (A B B A …), each run timed on its own; a sample's value per side is the median of its `per_sample`
-    /// runs, which drops the runs hit by an interrupt or a migration.
-    pub fn run_alternating(
-        samples: usize,
-        per_sample: usize,
-        a: &mut dyn FnMut(),
-        b: &mut dyn FnMut(),
-    ) -> Paired {
-        let mut p = Paired {
-            a: vec![],
-            b: vec![],
-            ratios: vec![],
-            a_wall: vec![],
-            b_wall: vec![],
-        };
+impl Interleaved {
+    pub fn run(samples: usize, per_sample: usize, fs: &mut [&mut dyn FnMut()]) -> Interleaved {
+        let n = fs.len();
         let one = |f: &mut dyn FnMut(), cpu: &mut Vec<f64>, wall: &mut Vec<f64>| {
             let w = Instant::now();
             let c = thread_cpu_ns();
@@ -89,28 +78,74 @@ impl Paired {
         };
         let (mut x, mut y) = (vec![], vec![]);
         for _ in 0..per_sample.div_ceil(4).max(2) {
-            one(a, &mut x, &mut y);
-            one(b, &mut x, &mut y);
+            for f in fs.iter_mut() {
+                one(*f, &mut x, &mut y);
+            }
         }
+        let mut m = Interleaved {
+            cpu: vec![vec![]; n],
+            wall: vec![vec![]; n],
+        };
         for _ in 0..samples {
-            let (mut ac, mut aw, mut bc, mut bw) = (vec![], vec![], vec![], vec![]);
+            let (mut cpu, mut wall) = (vec![vec![]; n], vec![vec![]; n]);
             for i in 0..per_sample {
-                if i % 2 == 0 {
-                    one(a, &mut ac, &mut aw);
-                    one(b, &mut bc, &mut bw);
-                } else {
-                    one(b, &mut bc, &mut bw);
-                    one(a, &mut ac, &mut aw);
+                for k in 0..n {
+                    let v = if i % 2 == 0 { k } else { n - 1 - k };
+                    one(fs[v], &mut cpu[v], &mut wall[v]);
                 }
             }
-            let (ma, mb) = (median(&ac), median(&bc));
-            p.a.push(ma);
-            p.b.push(mb);
-            p.a_wall.push(median(&aw));
-            p.b_wall.push(median(&bw));
-            p.ratios.push(mb / ma);
+            for v in 0..n {
+                m.cpu[v].push(median(&cpu[v]));
+                m.wall[v].push(median(&wall[v]));
+            }
         }
-        p
+        m
+    }
+
+    /// Variant `b`'s CPU time over variant `a`'s, per sample.
+    pub fn ratios(&self, b: usize, a: usize) -> Vec<f64> {
+        self.cpu[b]
+            .iter()
+            .zip(&self.cpu[a])
+            .map(|(b, a)| b / a)
+            .collect()
+    }
+
+    /// The median of [`Interleaved::ratios`].
+    pub fn ratio(&self, b: usize, a: usize) -> f64 {
+        median(&self.ratios(b, a))
+    }
+}
+
+/// Interleaved A/B measurements ([`Interleaved`] of two): the ratio B/A is taken within
+/// each sample.
+pub struct Paired {
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+    pub ratios: Vec<f64>,
+    pub a_wall: Vec<f64>,
+    pub b_wall: Vec<f64>,
+}
+
+impl Paired {
+    /// A and B alternate one run at a time (A B B A …); see [`Interleaved::run`].
+    pub fn run_alternating(
+        samples: usize,
+        per_sample: usize,
+        a: &mut dyn FnMut(),
+        b: &mut dyn FnMut(),
+    ) -> Paired {
+        let m = Interleaved::run(samples, per_sample, &mut [a, b]);
+        let ratios = m.ratios(1, 0);
+        let [a, b]: [Vec<f64>; 2] = m.cpu.try_into().unwrap();
+        let [a_wall, b_wall]: [Vec<f64>; 2] = m.wall.try_into().unwrap();
+        Paired {
+            a,
+            b,
+            ratios,
+            a_wall,
+            b_wall,
+        }
     }
 
     pub fn ratio(&self) -> f64 {
