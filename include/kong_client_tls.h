@@ -156,8 +156,9 @@ int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
 //   connection's session id context (`SSL_set_session_id_context`) becomes a SHA-256
 //   binding of the policy version, verify depth 0, the ClientHello's raw `server_name`
 //   extension (or its absence; "before the handshake" when called then), the
-//   connection's certificate at the time of the call, and the SHA-256 of each CA
-//   certificate's DER (order and duplicates ignored). OpenSSL then resumes, on every
+//   connection's certificate at the time of the call, and each CA certificate (order
+//   and duplicates ignored), certificates by the SHA-1 fingerprint OpenSSL caches with
+//   them. OpenSSL then resumes, on every
 //   path (TLS 1.2 session IDs and tickets, TLS 1.3 tickets), only sessions born under
 //   the same binding; any other offer becomes a clean full handshake that verifies
 //   again. Sessions this connection creates carry the binding.

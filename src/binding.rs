@@ -12,9 +12,16 @@
 //! - the server identity as the ClientHello saw it: the raw `server_name` extension (or
 //!   its absence, or "before the handshake"), and the connection's certificate at the
 //!   time of the call;
-//! - the CA set by content: the SHA-256 of each CA certificate, sorted and de-duplicated,
-//!   so the order of the caller's stack does not matter, and a CA rotated in or out
-//!   changes the binding.
+//! - the CA set by content: the fingerprint of each CA certificate, sorted and
+//!   de-duplicated, so the order of the caller's stack does not matter, and a CA rotated
+//!   in or out changes the binding.
+//!
+//! A certificate's fingerprint is its SHA-1, as OpenSSL caches it with the certificate
+//! object (computed once, under the certificate's lock; nginx hashes the same values for
+//! its own session id context). That keeps the per-connection cost to one SHA-256 of about
+//! a hundred bytes. Collision resistance is not at stake: an attacker supplies none of the
+//! certificates fingerprinted here (the CA set and the server certificate are the
+//! operator's), only the server name, which is hashed as is with SHA-256.
 //!
 //! The digest is 32 bytes, `SSL_MAX_SID_CTX_LENGTH`: it can never equal nginx's own
 //! 20-byte context, so OpenSSL keeps it when nginx switches the connection to the
@@ -25,6 +32,9 @@ use openssl::sha::Sha256;
 
 /// The length of every binding: `SSL_MAX_SID_CTX_LENGTH`.
 pub(crate) const LEN: usize = 32;
+
+/// A certificate's SHA-1 fingerprint, as OpenSSL caches it.
+pub(crate) type Fingerprint = [u8; 20];
 
 /// A session id context no connection ever sets: stamped on sessions that must never be
 /// resumed, should one escape into a cache anyway.
@@ -50,20 +60,21 @@ pub(crate) enum ServerName<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Inputs<'a> {
     pub server_name: ServerName<'a>,
-    /// SHA-256 of the DER of the connection's certificate, if it had one yet.
-    pub server_certificate: Option<[u8; LEN]>,
+    /// The fingerprint of the connection's certificate, if it had one yet.
+    pub server_certificate: Option<Fingerprint>,
     /// See [`ca_set_digest`].
     pub ca_set: [u8; LEN],
     pub verify_depth: u32,
 }
 
-/// The order-free digest of a CA set, from the SHA-256 of each certificate's DER.
-/// Sorts and de-duplicates `digests` in place.
-pub(crate) fn ca_set_digest(digests: &mut [[u8; LEN]]) -> [u8; LEN] {
+/// The order-free digest of a CA set, from each certificate's fingerprint. Sorts
+/// `fingerprints` in place; duplicates count once.
+pub(crate) fn ca_set_digest(fingerprints: &mut [Fingerprint]) -> [u8; LEN] {
+    let digests = fingerprints;
     digests.sort_unstable();
     let mut h = Sha256::new();
     h.update(b"kong-client-tls/ca-set/v1");
-    let mut previous: Option<&[u8; LEN]> = None;
+    let mut previous: Option<&Fingerprint> = None;
     for digest in digests.iter() {
         if previous != Some(digest) {
             h.update(digest);
@@ -108,7 +119,7 @@ mod tests {
     fn inputs<'a>(name: ServerName<'a>, ca: [u8; LEN]) -> Inputs<'a> {
         Inputs {
             server_name: name,
-            server_certificate: Some([7; LEN]),
+            server_certificate: Some([7; 20]),
             ca_set: ca,
             verify_depth: 0,
         }
@@ -116,23 +127,23 @@ mod tests {
 
     #[test]
     fn each_input_changes_the_binding() {
-        let ca = ca_set_digest(&mut [[1; LEN]]);
+        let ca = ca_set_digest(&mut [[1; 20]]);
         let base = session_id_context(&inputs(ServerName::Sent(b"a.test"), ca));
         let others = [
             inputs(ServerName::Sent(b"b.test"), ca),
             inputs(ServerName::Absent, ca),
             inputs(ServerName::BeforeHandshake, ca),
-            inputs(ServerName::Sent(b"a.test"), ca_set_digest(&mut [[2; LEN]])),
+            inputs(ServerName::Sent(b"a.test"), ca_set_digest(&mut [[2; 20]])),
             inputs(
                 ServerName::Sent(b"a.test"),
-                ca_set_digest(&mut [[1; LEN], [2; LEN]]),
+                ca_set_digest(&mut [[1; 20], [2; 20]]),
             ),
             Inputs {
                 server_certificate: None,
                 ..inputs(ServerName::Sent(b"a.test"), ca)
             },
             Inputs {
-                server_certificate: Some([8; LEN]),
+                server_certificate: Some([8; 20]),
                 ..inputs(ServerName::Sent(b"a.test"), ca)
             },
             Inputs {
@@ -153,8 +164,8 @@ mod tests {
     proptest! {
         #[test]
         fn the_ca_set_digest_ignores_order_and_duplicates_but_not_content(
-            set in proptest::collection::vec(any::<[u8; LEN]>(), 1..8),
-            extra in any::<[u8; LEN]>(),
+            set in proptest::collection::vec(any::<Fingerprint>(), 1..8),
+            extra in any::<Fingerprint>(),
             seed in any::<u64>(),
         ) {
             let expected = ca_set_digest(&mut set.clone());

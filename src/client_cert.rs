@@ -17,9 +17,7 @@ use std::ffi::{c_char, c_int, c_uchar};
 use foreign_types::ForeignTypeRef;
 use openssl::hash::MessageDigest;
 use openssl::ssl::SslRef;
-use openssl::stack::Stack;
-use openssl::x509::store::{X509Store, X509StoreBuilder};
-use openssl::x509::{X509Name, X509Ref};
+use openssl::x509::{X509Ref, X509};
 use openssl_sys::{stack_st_X509, OPENSSL_STACK, SSL};
 
 use crate::binding::{self, ServerName};
@@ -29,7 +27,6 @@ use crate::ssl::{server_ssl_placement, Placement};
 
 const EMPTY_CA_LIST: Error = Error(c"ca_certs is an empty certificate stack");
 const NULL_CA_ENTRY: Error = Error(c"ca_certs contains a NULL certificate");
-const CA_STORE: Error = Error(c"cannot build the verify store from ca_certs");
 const REBIND: Error = Error(
     c"request_client_certificate already ran at ClientHello time with other ca_certs; resumed sessions skip this phase, so the CA set cannot change here",
 );
@@ -54,8 +51,9 @@ const TLSEXT_TYPE_SERVER_NAME: u32 = 0;
 ///   connection's session id context (`SSL_set_session_id_context`) becomes a SHA-256
 ///   binding of the policy version, verify depth 0, the ClientHello's raw `server_name`
 ///   extension (or its absence; "before the handshake" when called then), the
-///   connection's certificate at the time of the call, and the SHA-256 of each CA
-///   certificate's DER (order and duplicates ignored). OpenSSL then resumes, on every
+///   connection's certificate at the time of the call, and each CA certificate (order
+///   and duplicates ignored), certificates by the SHA-1 fingerprint OpenSSL caches with
+///   them. OpenSSL then resumes, on every
 ///   path (TLS 1.2 session IDs and tickets, TLS 1.3 tickets), only sessions born under
 ///   the same binding; any other offer becomes a clean full handshake that verifies
 ///   again. Sessions this connection creates carry the binding.
@@ -108,34 +106,31 @@ pub unsafe extern "C" fn kong_client_tls_request_client_certificate(
                 let name = unsafe { server_name(ssl, placement) };
                 Some(binding::session_id_context(&binding::Inputs {
                     server_name: name,
-                    server_certificate: ssl.certificate().map(sha256).transpose()?,
+                    server_certificate: ssl.certificate().map(fingerprint).transpose()?,
                     ca_set: ca.digest,
                     verify_depth: session::VERIFY_DEPTH as u32,
                 }))
             }
             _ => None,
         };
-        match ca {
-            Some(ca) => {
-                session::verify_client(ssl, Some(ca.store))?;
-                ssl.set_client_ca_list(ca.names);
-                match binding {
-                    Some(sid_ctx) => session::bind(ssl, &sid_ctx, ca.digest)?,
-                    None => session::disable_reuse(ssl)?,
-                }
-            }
-            None => {
-                session::verify_client(ssl, None)?;
-                session::disable_reuse(ssl)?;
-            }
+        let digest = ca.as_ref().map(|ca| ca.digest);
+        session::verify_client(ssl, ca.map(|ca| ca.certs))?;
+        match (binding, digest) {
+            (Some(sid_ctx), Some(digest)) => session::bind(ssl, &sid_ctx, digest)?,
+            _ => session::disable_reuse(ssl)?,
         }
         Ok(KONG_CLIENT_TLS_OK)
     })
 }
 
-fn sha256(cert: &X509Ref) -> Result<[u8; binding::LEN], Error> {
-    let digest = cert.digest(MessageDigest::sha256())?;
-    <[u8; binding::LEN]>::try_from(&digest[..]).map_err(|_| Error::OPENSSL)
+/// The certificate's [`binding::Fingerprint`]: OpenSSL computes it once per certificate
+/// object, with the rest of its cached extension data, and serves it from there.
+fn fingerprint(cert: &X509Ref) -> Result<binding::Fingerprint, Error> {
+    // SAFETY: a live certificate; this only fills OpenSSL's per-certificate cache, under
+    // the certificate's own lock (thread-safe), and changes no content.
+    unsafe { openssl_sys::X509_get_extension_flags(cert.as_ptr()) };
+    let digest = cert.digest(MessageDigest::sha1())?;
+    binding::Fingerprint::try_from(&digest[..]).map_err(|_| Error::OPENSSL)
 }
 
 /// The server name of the ClientHello being answered, as the binding sees it.
@@ -166,10 +161,11 @@ unsafe fn server_name<'a>(ssl: &SslRef, placement: Placement) -> ServerName<'a> 
     ServerName::Sent(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
-/// What a `STACK_OF(X509)` of CA certificates becomes for one connection.
+/// What a `STACK_OF(X509)` of CA certificates becomes for one connection: our own
+/// references to them (the store and the CA list are built only by a full handshake,
+/// see [`session`]), and their digest for the binding.
 struct CaCertificates {
-    store: X509Store,
-    names: Stack<X509Name>,
+    certs: Vec<X509>,
     /// [`binding::ca_set_digest`] of the certificates.
     digest: [u8; binding::LEN],
 }
@@ -192,20 +188,15 @@ impl CaCertificates {
         if certs.clone().any(|cert| cert.is_none()) {
             return Err(NULL_CA_ENTRY);
         }
-        let mut store = X509StoreBuilder::new().map_err(|_| CA_STORE)?;
-        let mut names = Stack::new().map_err(|_| CA_STORE)?;
-        let mut digests = Vec::with_capacity(certs.len() as usize);
+        let mut owned = Vec::with_capacity(certs.len() as usize);
+        let mut fingerprints = Vec::with_capacity(certs.len() as usize);
         for cert in certs.flatten() {
-            store.add_cert(cert.to_owned()).map_err(|_| CA_STORE)?;
-            names
-                .push(cert.subject_name().to_owned().map_err(|_| CA_STORE)?)
-                .map_err(|_| CA_STORE)?;
-            digests.push(sha256(cert)?);
+            fingerprints.push(fingerprint(cert)?);
+            owned.push(cert.to_owned());
         }
         Ok(Some(CaCertificates {
-            store: store.build(),
-            names,
-            digest: binding::ca_set_digest(&mut digests),
+            certs: owned,
+            digest: binding::ca_set_digest(&mut fingerprints),
         }))
     }
 }

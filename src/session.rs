@@ -4,9 +4,10 @@
 //! three hooks that OpenSSL calls on that connection alone:
 //! - the not-resumable-session callback, which runs on every full handshake once the
 //!   cipher is chosen, after the SNI switch and the certificate callback, before the
-//!   ServerHello: it re-applies the client verification (nginx's SNI switch replaces the
-//!   verify mode, depth and store of the connection), and marks the session not resumable
-//!   when it must be;
+//!   ServerHello: it builds the verify store and CA list of `request_client_certificate`
+//!   (only a full handshake needs them, so a resumed connection never pays for them) and
+//!   applies the client verification (nginx's SNI switch replaces the verify mode, depth
+//!   and store of the connection), and marks the session not resumable when it must be;
 //! - the verify callback of `request_client_certificate`, which never fails the handshake
 //!   and shortens the new session's lifetime so that it ends before any certificate it
 //!   verified expires;
@@ -26,7 +27,9 @@ use std::sync::OnceLock;
 use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
-use openssl::x509::store::X509Store;
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::{X509Name, X509};
 use openssl_sys::{SSL, SSL_OP_NO_TICKET, SSL_VERIFY_PEER, X509_STORE_CTX};
 
 use crate::binding;
@@ -49,15 +52,23 @@ const EXPIRY_MARGIN: c_long = 2;
 /// What the library decided about one connection's session.
 #[derive(Default)]
 pub(crate) struct SessionState {
-    /// Set by `request_client_certificate`: verify the client, against this store (or the
-    /// context's, when `None`).
-    client_verification: Option<Option<X509Store>>,
+    /// Set by `request_client_certificate`: how to verify the client.
+    client_verification: Option<ClientVerification>,
     /// Set when the verification was decided at ClientHello time: the digest of its CA
     /// set; the connection's session id context then holds the full binding.
     bound_ca_set: Option<[u8; binding::LEN]>,
     /// Set by `disable_session_reuse`, and by a client-certificate request that cannot be
     /// bound: the session must never be resumed.
     reuse_disabled: bool,
+}
+
+/// How to verify the client, as `request_client_certificate` asked.
+enum ClientVerification {
+    /// Against these CA certificates, or the context's store when `None`; the first full
+    /// handshake builds the store and the CA list.
+    Requested(Option<Vec<X509>>),
+    /// Against this store (the context's when `None`), with the CA list already set.
+    Built(Option<X509Store>),
 }
 
 fn state_index() -> Result<Index<Ssl, SessionState>, Error> {
@@ -131,12 +142,36 @@ pub(crate) fn disable_reuse(ssl: &mut SslRef) -> Result<(), Error> {
     Ok(())
 }
 
-/// Asks for and verifies the client's certificate on this connection, now and again after
-/// an SNI switch, against `store` (the context's store when `None`).
-pub(crate) fn verify_client(ssl: &mut SslRef, store: Option<X509Store>) -> Result<(), Error> {
-    apply_verification(ssl, store.as_ref());
-    state_mut(ssl)?.client_verification = Some(store);
+/// Asks for and verifies the client's certificate on this connection against `cas` (the
+/// context's store when `None`), from the next full handshake's not-resumable callback on.
+///
+/// Until that callback has run, the connection refuses any client certificate: should
+/// the callback be replaced, verification fails closed instead of trusting the context's
+/// store.
+pub(crate) fn verify_client(ssl: &mut SslRef, cas: Option<Vec<X509>>) -> Result<(), Error> {
+    state_mut(ssl)?.client_verification = Some(ClientVerification::Requested(cas));
+    // SAFETY: `ssl` is live; the callback is a plain function.
+    unsafe {
+        openssl_sys::SSL_set_verify(ssl.as_ptr(), SSL_VERIFY_PEER, Some(refuse_until_applied));
+        SSL_set_verify_depth(ssl.as_ptr(), VERIFY_DEPTH);
+    }
     Ok(())
+}
+
+extern "C" fn refuse_until_applied(_preverify_ok: c_int, _ctx: *mut X509_STORE_CTX) -> c_int {
+    0
+}
+
+/// The store and CA list of `cas`, set on `ssl`; the store, for later full handshakes.
+fn build_verification(ssl: &mut SslRef, cas: &[X509]) -> Result<X509Store, Error> {
+    let mut store = X509StoreBuilder::new()?;
+    let mut names = Stack::<X509Name>::new()?;
+    for cert in cas {
+        store.add_cert(cert.clone())?;
+        names.push(cert.subject_name().to_owned()?)?;
+    }
+    ssl.set_client_ca_list(names);
+    Ok(store.build())
 }
 
 /// Lets this connection resume only sessions bound to `sid_ctx`, and binds its own.
@@ -178,11 +213,28 @@ fn apply_verification(ssl: &SslRef, store: Option<&X509Store>) {
 unsafe extern "C" fn on_full_handshake(ssl: *mut SSL, _is_forward_secure: c_int) -> c_int {
     let not_resumable = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: OpenSSL passes the live SSL whose handshake is running.
-        let ssl = unsafe { SslRef::from_ptr(ssl) };
-        let Some(state) = state(ssl) else {
+        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
+        let Ok(index) = state_index() else {
             return true;
         };
-        if let Some(store) = &state.client_verification {
+        // Built once per connection (a HelloRetryRequest does not come back here), then
+        // applied; on failure (no memory) the refusing callback stays: fail closed.
+        if let Some(ClientVerification::Requested(cas)) = ssl
+            .ex_data(index)
+            .and_then(|state| state.client_verification.as_ref())
+        {
+            let built = match cas.clone() {
+                Some(cas) => build_verification(ssl, &cas).map(Some),
+                None => Ok(None),
+            };
+            if let (Ok(store), Some(state)) = (built, ssl.ex_data_mut(index)) {
+                state.client_verification = Some(ClientVerification::Built(store));
+            }
+        }
+        let Some(state) = ssl.ex_data(index) else {
+            return true;
+        };
+        if let Some(ClientVerification::Built(store)) = &state.client_verification {
             apply_verification(ssl, store.as_ref());
         }
         state.reuse_disabled

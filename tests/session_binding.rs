@@ -711,3 +711,40 @@ fn the_binding_holds_across_a_hello_retry_request() {
         assert_eq!(verdict(same.server()), Verdict::Success, "{path:?}");
     }
 }
+
+#[test]
+fn a_replaced_not_resumable_callback_fails_closed() {
+    // The library builds the verify store on the full handshake, from the callback it owns;
+    // a caller that replaces it must never get a verdict from the context's store instead:
+    // either nginx's SNI switch has reset the request (no certificate asked, NONE), or the
+    // connection refuses any certificate.
+    extern "C" {
+        fn SSL_set_not_resumable_session_callback(
+            ssl: *mut SSL,
+            cb: Option<unsafe extern "C" fn(*mut SSL, std::ffi::c_int) -> std::ffi::c_int>,
+        );
+    }
+    let path = SessionPath::Tls13StatelessTicket;
+    for switch in SWITCHES {
+        let server = Server::new(path, Form::ClientHello, switch, by_name());
+        for client in [None, Some(client_a())] {
+            let mut ssl = client_ssl(client, path.version());
+            ssl.set_hostname("a.test").unwrap();
+            let conn = connect_ssl(
+                &server.front,
+                ssl,
+                Hooks::at_certificate(hook(|ssl| {
+                    // SAFETY: live SSL; removing the callback is what a careless caller does.
+                    unsafe { SSL_set_not_resumable_session_callback(ssl, None) };
+                })),
+            );
+            let case = format!("{switch:?}, client certificate: {}", client.is_some());
+            match (switch, client) {
+                (Switch::InClientHello, Some(_)) => {
+                    assert!(conn.server.is_err(), "{case}: a certificate was accepted")
+                }
+                _ => assert_eq!(verdict(conn.server()), Verdict::None, "{case}"),
+            }
+        }
+    }
+}
