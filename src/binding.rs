@@ -70,16 +70,13 @@ pub(crate) struct Inputs<'a> {
 /// The order-free digest of a CA set, from each certificate's fingerprint. Sorts
 /// `fingerprints` in place; duplicates count once.
 pub(crate) fn ca_set_digest(fingerprints: &mut [Fingerprint]) -> [u8; LEN] {
-    let digests = fingerprints;
-    digests.sort_unstable();
+    fingerprints.sort_unstable();
     let mut h = Sha256::new();
     h.update(b"kong-client-tls/ca-set/v1");
-    let mut previous: Option<&Fingerprint> = None;
-    for digest in digests.iter() {
-        if previous != Some(digest) {
-            h.update(digest);
+    for (i, fingerprint) in fingerprints.iter().enumerate() {
+        if i == 0 || fingerprints[i - 1] != *fingerprint {
+            h.update(fingerprint);
         }
-        previous = Some(digest);
     }
     h.finish()
 }

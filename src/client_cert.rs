@@ -12,7 +12,7 @@
 //! called later, when OpenSSL has already looked for a session to resume, the session is
 //! never resumable.
 
-use std::ffi::{c_char, c_int, c_uchar};
+use std::ffi::{c_char, c_int};
 
 use foreign_types::ForeignTypeRef;
 use openssl::hash::MessageDigest;
@@ -23,14 +23,14 @@ use openssl_sys::{stack_st_X509, OPENSSL_STACK, SSL};
 use crate::binding::{self, ServerName};
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
 use crate::session;
-use crate::ssl::{server_ssl_placement, Placement};
+use crate::ssl::{client_hello_extension, server_ssl_placement, Placement};
 
 const EMPTY_CA_LIST: Error = Error(c"ca_certs is an empty certificate stack");
 const NULL_CA_ENTRY: Error = Error(c"ca_certs contains a NULL certificate");
 const REBIND: Error = Error(
     c"request_client_certificate already ran at ClientHello time with other ca_certs; resumed sessions skip this phase, so the CA set cannot change here",
 );
-const TLSEXT_TYPE_SERVER_NAME: u32 = 0;
+const TLSEXT_TYPE_SERVER_NAME: u16 = 0;
 
 /// Requests a client certificate on a server-side connection without requiring it.
 ///
@@ -100,24 +100,25 @@ pub unsafe extern "C" fn kong_client_tls_request_client_certificate(
                 };
             }
         }
+        // (session id context, CA set digest) when the session can be bound.
         let binding = match (&ca, placement) {
             (Some(ca), Placement::ClientHello | Placement::BeforeHandshake) => {
                 // SAFETY: `ssl` is live and, for `ClientHello`, in its client hello callback.
                 let name = unsafe { server_name(ssl, placement) };
-                Some(binding::session_id_context(&binding::Inputs {
+                let sid_ctx = binding::session_id_context(&binding::Inputs {
                     server_name: name,
                     server_certificate: ssl.certificate().map(fingerprint).transpose()?,
                     ca_set: ca.digest,
                     verify_depth: session::VERIFY_DEPTH as u32,
-                }))
+                });
+                Some((sid_ctx, ca.digest))
             }
             _ => None,
         };
-        let digest = ca.as_ref().map(|ca| ca.digest);
         session::verify_client(ssl, ca.map(|ca| ca.certs))?;
-        match (binding, digest) {
-            (Some(sid_ctx), Some(digest)) => session::bind(ssl, &sid_ctx, digest)?,
-            _ => session::disable_reuse(ssl)?,
+        match binding {
+            Some((sid_ctx, ca_set)) => session::bind(ssl, &sid_ctx, ca_set)?,
+            None => session::disable_reuse(ssl)?,
         }
         Ok(KONG_CLIENT_TLS_OK)
     })
@@ -142,23 +143,11 @@ unsafe fn server_name<'a>(ssl: &SslRef, placement: Placement) -> ServerName<'a> 
     if placement == Placement::BeforeHandshake {
         return ServerName::BeforeHandshake;
     }
-    let mut data: *const c_uchar = std::ptr::null();
-    let mut len = 0usize;
-    // SAFETY: in the client hello callback; out-pointers are valid.
-    let found = unsafe {
-        openssl_sys::SSL_client_hello_get0_ext(
-            ssl.as_ptr(),
-            TLSEXT_TYPE_SERVER_NAME,
-            &mut data,
-            &mut len,
-        )
-    };
-    if found != 1 || data.is_null() {
-        return ServerName::Absent;
+    // SAFETY: in the client hello callback, per this function's contract.
+    match unsafe { client_hello_extension(ssl, TLSEXT_TYPE_SERVER_NAME) } {
+        Some(body) => ServerName::Sent(body),
+        None => ServerName::Absent,
     }
-    // SAFETY: the extension body lives in OpenSSL's buffer of the received ClientHello,
-    // which stays put during the callback.
-    ServerName::Sent(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
 /// What a `STACK_OF(X509)` of CA certificates becomes for one connection: our own

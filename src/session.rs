@@ -52,23 +52,16 @@ const EXPIRY_MARGIN: c_long = 2;
 /// What the library decided about one connection's session.
 #[derive(Default)]
 pub(crate) struct SessionState {
-    /// Set by `request_client_certificate`: how to verify the client.
-    client_verification: Option<ClientVerification>,
+    /// Set by `request_client_certificate`: verify the client against these CA
+    /// certificates, or against the context's store when `None`. Every full handshake
+    /// builds the store and the CA list from them; a resumption never needs them.
+    client_verification: Option<Option<Vec<X509>>>,
     /// Set when the verification was decided at ClientHello time: the digest of its CA
     /// set; the connection's session id context then holds the full binding.
     bound_ca_set: Option<[u8; binding::LEN]>,
     /// Set by `disable_session_reuse`, and by a client-certificate request that cannot be
     /// bound: the session must never be resumed.
     reuse_disabled: bool,
-}
-
-/// How to verify the client, as `request_client_certificate` asked.
-enum ClientVerification {
-    /// Against these CA certificates, or the context's store when `None`; the first full
-    /// handshake builds the store and the CA list.
-    Requested(Option<Vec<X509>>),
-    /// Against this store (the context's when `None`), with the CA list already set.
-    Built(Option<X509Store>),
 }
 
 fn state_index() -> Result<Index<Ssl, SessionState>, Error> {
@@ -149,7 +142,7 @@ pub(crate) fn disable_reuse(ssl: &mut SslRef) -> Result<(), Error> {
 /// the callback be replaced, verification fails closed instead of trusting the context's
 /// store.
 pub(crate) fn verify_client(ssl: &mut SslRef, cas: Option<Vec<X509>>) -> Result<(), Error> {
-    state_mut(ssl)?.client_verification = Some(ClientVerification::Requested(cas));
+    state_mut(ssl)?.client_verification = Some(cas);
     // SAFETY: `ssl` is live; the callback is a plain function.
     unsafe {
         openssl_sys::SSL_set_verify(ssl.as_ptr(), SSL_VERIFY_PEER, Some(refuse_until_applied));
@@ -162,16 +155,15 @@ extern "C" fn refuse_until_applied(_preverify_ok: c_int, _ctx: *mut X509_STORE_C
     0
 }
 
-/// The store and CA list of `cas`, set on `ssl`; the store, for later full handshakes.
-fn build_verification(ssl: &mut SslRef, cas: &[X509]) -> Result<X509Store, Error> {
+/// The verify store and the acceptable-CA list of `cas`.
+fn build_verification(cas: &[X509]) -> Result<(X509Store, Stack<X509Name>), Error> {
     let mut store = X509StoreBuilder::new()?;
     let mut names = Stack::<X509Name>::new()?;
     for cert in cas {
         store.add_cert(cert.clone())?;
         names.push(cert.subject_name().to_owned()?)?;
     }
-    ssl.set_client_ca_list(names);
-    Ok(store.build())
+    Ok((store.build(), names))
 }
 
 /// Lets this connection resume only sessions bound to `sid_ctx`, and binds its own.
@@ -192,7 +184,7 @@ pub(crate) fn bind(
 
 fn apply_verification(ssl: &SslRef, store: Option<&X509Store>) {
     // SAFETY: `ssl` is live; the callback is a plain function; `set1` takes OpenSSL's own
-    // reference to the store, ours stays in the state.
+    // reference to the store.
     unsafe {
         openssl_sys::SSL_set_verify(ssl.as_ptr(), SSL_VERIFY_PEER, Some(verify_callback));
         SSL_set_verify_depth(ssl.as_ptr(), VERIFY_DEPTH);
@@ -214,30 +206,24 @@ unsafe extern "C" fn on_full_handshake(ssl: *mut SSL, _is_forward_secure: c_int)
     let not_resumable = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: OpenSSL passes the live SSL whose handshake is running.
         let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
-        let Ok(index) = state_index() else {
+        let Some(state) = state(ssl) else {
             return true;
         };
-        // Built once per connection (a HelloRetryRequest does not come back here), then
-        // applied; on failure (no memory) the refusing callback stays: fail closed.
-        if let Some(ClientVerification::Requested(cas)) = ssl
-            .ex_data(index)
-            .and_then(|state| state.client_verification.as_ref())
+        let reuse_disabled = state.reuse_disabled;
+        // On failure to build (no memory) the refusing verify callback stays: fail closed.
+        match state
+            .client_verification
+            .as_ref()
+            .map(|cas| cas.as_deref().map(build_verification).transpose())
         {
-            let built = match cas.clone() {
-                Some(cas) => build_verification(ssl, &cas).map(Some),
-                None => Ok(None),
-            };
-            if let (Ok(store), Some(state)) = (built, ssl.ex_data_mut(index)) {
-                state.client_verification = Some(ClientVerification::Built(store));
+            Some(Ok(Some((store, names)))) => {
+                apply_verification(ssl, Some(&store));
+                ssl.set_client_ca_list(names);
             }
+            Some(Ok(None)) => apply_verification(ssl, None),
+            Some(Err(_)) | None => {}
         }
-        let Some(state) = ssl.ex_data(index) else {
-            return true;
-        };
-        if let Some(ClientVerification::Built(store)) = &state.client_verification {
-            apply_verification(ssl, store.as_ref());
-        }
-        state.reuse_disabled
+        reuse_disabled
     }))
     .unwrap_or(true);
     if not_resumable {

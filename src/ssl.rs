@@ -136,29 +136,45 @@ pub(crate) unsafe fn server_ssl_placement<'a>(
     Ok((ssl, placement))
 }
 
-/// Like [`server_ssl`], for calls that must see the ClientHello itself: allowed before the
-/// handshake starts or inside the client hello callback. Also says which of the two, and
-/// refuses an unverified libssl, whose ClientHello handling this relies on.
+/// Like [`server_ssl_placement`], for calls that must see the ClientHello itself: allowed
+/// before the handshake starts or inside the client hello callback.
 ///
 /// # Safety
 /// As for [`server_ssl`].
 pub(crate) unsafe fn server_ssl_in_client_hello<'a>(
     ssl: *mut SSL,
-) -> Result<(&'a mut SslRef, bool), Error> {
-    openssl_lines::running()?;
+) -> Result<(&'a mut SslRef, Placement), Error> {
     // SAFETY: forwarded contract.
-    let ssl = unsafe { server_ssl(ssl) }?;
-    // SAFETY: `ssl` is live; both calls only read its state. The ClientHello accessors
-    // answer 0 outside the client hello callback.
-    let (before, hello_version) = unsafe {
-        (
-            SSL_in_before(ssl.as_ptr()),
-            openssl_sys::SSL_client_hello_get0_legacy_version(ssl.as_ptr()),
+    match unsafe { server_ssl_placement(ssl) } {
+        Ok((_, Placement::Certificate)) => Err(Error::NOT_IN_CLIENT_HELLO),
+        Err(e) if e == Error::WRONG_STATE => Err(Error::NOT_IN_CLIENT_HELLO),
+        other => other,
+    }
+}
+
+/// The body of extension `ext_type` of the ClientHello being processed, writable.
+///
+/// # Safety
+/// Call only inside the client hello callback of `ssl`; the slice must not outlive it.
+pub(crate) unsafe fn client_hello_extension<'a>(
+    ssl: &SslRef,
+    ext_type: u16,
+) -> Option<&'a mut [u8]> {
+    let mut data: *const std::ffi::c_uchar = std::ptr::null();
+    let mut len = 0usize;
+    // SAFETY: in the client hello callback; out-pointers are valid.
+    let found = unsafe {
+        openssl_sys::SSL_client_hello_get0_ext(
+            ssl.as_ptr(),
+            std::ffi::c_uint::from(ext_type),
+            &mut data,
+            &mut len,
         )
     };
-    match (before, hello_version) {
-        (1, _) => Ok((ssl, false)),
-        (_, v) if v != 0 => Ok((ssl, true)),
-        _ => Err(Error::NOT_IN_CLIENT_HELLO),
+    if found != 1 || data.is_null() {
+        return None;
     }
+    // SAFETY: the extension body lives in OpenSSL's buffer of the received ClientHello,
+    // writable heap memory that stays put while this message is processed.
+    Some(unsafe { std::slice::from_raw_parts_mut(data.cast_mut(), len) })
 }

@@ -34,7 +34,7 @@ use openssl_sys::SSL;
 
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
 use crate::message;
-use crate::ssl::server_ssl_in_client_hello;
+use crate::ssl::{client_hello_extension, server_ssl_in_client_hello, Placement};
 
 const NO_PROTOCOLS: Error = Error(c"arg must point to a kong_client_tls_protocols");
 
@@ -104,13 +104,13 @@ pub unsafe extern "C" fn kong_client_tls_disable_http2_alpn(
 ) -> c_int {
     guard(err, || {
         // SAFETY: forwarded from this function's contract.
-        let (ssl, in_client_hello) = unsafe { server_ssl_in_client_hello(ssl) }?;
+        let (ssl, placement) = unsafe { server_ssl_in_client_hello(ssl) }?;
         let index = state_index()?;
         if ssl.ex_data(index).is_none() {
             ssl.set_ex_data(index, H2Disabled);
         }
         message::install(ssl);
-        if in_client_hello {
+        if placement == Placement::ClientHello {
             // SAFETY: in the client hello callback of a live SSL.
             let hello = unsafe {
                 HelloExtensions {
@@ -169,30 +169,6 @@ fn disjoint_mut(
         (None, Some(b)) => (None, buf.get_mut(b)),
         _ => (None, None),
     }
-}
-
-/// The body of extension `ext_type` of the ClientHello being processed, writable.
-///
-/// # Safety
-/// Call only inside the client hello callback of `ssl`; the slice must not outlive it.
-unsafe fn client_hello_extension<'a>(ssl: &SslRef, ext_type: u16) -> Option<&'a mut [u8]> {
-    let mut data: *const c_uchar = std::ptr::null();
-    let mut len = 0usize;
-    // SAFETY: in the client hello callback; out-pointers are valid.
-    let found = unsafe {
-        openssl_sys::SSL_client_hello_get0_ext(
-            ssl.as_ptr(),
-            c_uint::from(ext_type),
-            &mut data,
-            &mut len,
-        )
-    };
-    if found != 1 || data.is_null() {
-        return None;
-    }
-    // SAFETY: the extension body lives in OpenSSL's buffer of the received ClientHello,
-    // writable heap memory that stays put while this message is processed.
-    Some(unsafe { std::slice::from_raw_parts_mut(data.cast_mut(), len) })
 }
 
 /// A server's ALPN protocols in wire format (each name preceded by its length byte), in
