@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
+use common::api::{disable_session_reuse, message, request_client_certificate, CertStack};
 use common::pki::KEY_KINDS;
 use common::sessions::{ExternalCache, SessionPath};
 use common::{client_context, connect, hook, server_context, Connection, Hooks, Pki, VERSIONS};
@@ -16,7 +17,6 @@ use kong_client_tls::chain::{
     kong_client_tls_get0_full_client_certificate_chain,
     kong_client_tls_get_full_client_certificate_chain,
 };
-use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
 use kong_client_tls::session::kong_client_tls_disable_session_reuse;
 use kong_client_tls::version::{
     kong_client_tls_check_libssl, kong_client_tls_openssl_version_num, kong_client_tls_version,
@@ -29,7 +29,7 @@ use openssl::ssl::{Ssl, SslContext, SslRef, SslSession, SslVerifyMode, SslVersio
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Name, X509NameRef, X509};
-use openssl_sys::{stack_st_X509, stack_st_X509_NAME, SSL, SSL_SESSION};
+use openssl_sys::{stack_st_X509_NAME, SSL, SSL_SESSION};
 
 extern "C" {
     fn SSL_get_client_CA_list(ssl: *const SSL) -> *mut stack_st_X509_NAME;
@@ -39,68 +39,6 @@ extern "C" {
 const SSL_CTRL_SESS_NUMBER: c_int = 20;
 
 // ---- small safe wrappers over the C API ------------------------------------------------
-
-/// A `STACK_OF(X509)` the way a caller hands it in (lua-resty-core's parse_pem_cert).
-/// The stack does not own its entries; the `Vec` keeps them alive as long as it lives.
-struct CertStack(
-    *mut openssl_sys::OPENSSL_STACK,
-    #[allow(dead_code)] Vec<X509>,
-);
-
-impl CertStack {
-    fn new(certs: &[&X509]) -> CertStack {
-        // SAFETY: plain constructor.
-        let stack = unsafe { openssl_sys::OPENSSL_sk_new_null() };
-        assert!(!stack.is_null());
-        let owned: Vec<X509> = certs.iter().map(|c| (*c).clone()).collect();
-        for cert in &owned {
-            // SAFETY: live stack, live cert (kept alive by `owned`).
-            assert!(unsafe { openssl_sys::OPENSSL_sk_push(stack, cert.as_ptr().cast()) } > 0);
-        }
-        CertStack(stack, owned)
-    }
-    fn push_null(&mut self) {
-        // SAFETY: live stack; a NULL entry is exactly what we want to feed the library.
-        unsafe { openssl_sys::OPENSSL_sk_push(self.0, ptr::null()) };
-    }
-    fn as_ptr(&self) -> *const stack_st_X509 {
-        self.0.cast()
-    }
-}
-
-impl Drop for CertStack {
-    fn drop(&mut self) {
-        // SAFETY: we own the stack (not its entries, owned by `self.1`).
-        unsafe { openssl_sys::OPENSSL_sk_free(self.0) };
-    }
-}
-
-fn message(err: *const c_char) -> String {
-    assert!(!err.is_null(), "an error must come with a message");
-    // SAFETY: the library hands out static NUL-terminated strings.
-    unsafe { CStr::from_ptr(err) }.to_str().unwrap().to_owned()
-}
-
-fn request_client_certificate(ssl: *mut SSL, ca: Option<&CertStack>) -> Result<(), String> {
-    let mut err = ptr::null();
-    let ca = ca.map_or(ptr::null(), CertStack::as_ptr);
-    // SAFETY: pointers are NULL or live.
-    match unsafe { kong_client_tls_request_client_certificate(ssl, ca, &mut err) } {
-        KONG_CLIENT_TLS_OK => Ok(()),
-        KONG_CLIENT_TLS_ERROR => Err(message(err)),
-        other => panic!("unexpected status {other}"),
-    }
-}
-
-fn disable_session_reuse(ssl: *mut SSL) -> Result<(), String> {
-    let mut err = ptr::null();
-    // SAFETY: pointers are NULL or live.
-    match unsafe { kong_client_tls_disable_session_reuse(ssl, &mut err) } {
-        KONG_CLIENT_TLS_OK => Ok(()),
-        KONG_CLIENT_TLS_ERROR => Err(message(err)),
-        other => panic!("unexpected status {other}"),
-    }
-}
 
 /// The zero-copy chain call: (pointer, PEM) or None for no certificate.
 fn chain0(ssl: &SslRef) -> Result<Option<(*const c_char, String)>, String> {

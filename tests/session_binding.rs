@@ -13,11 +13,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::api::{disable_session_reuse, request_client_certificate, CertStack};
 use common::pki::{issue, new_key, Identity};
 use common::sessions::SessionPath;
 use common::{
@@ -25,9 +25,6 @@ use common::{
     KeyKind, Pki,
 };
 use foreign_types::ForeignTypeRef;
-use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
-use kong_client_tls::session::kong_client_tls_disable_session_reuse;
-use kong_client_tls::KONG_CLIENT_TLS_OK;
 use openssl::asn1::Asn1Time;
 use openssl::ssl::{
     NameType, Ssl, SslContext, SslContextBuilder, SslMethod, SslRef, SslSession, SslVerifyMode,
@@ -132,18 +129,7 @@ fn hello_server_name(ssl: &SslRef) -> Option<String> {
 }
 
 fn request(ssl: *mut SSL, cas: &[X509]) -> Result<(), String> {
-    let stack = CertStack::new(cas);
-    let mut err: *const c_char = ptr::null();
-    // SAFETY: live SSL and stack; `err` is writable.
-    let rc = unsafe { kong_client_tls_request_client_certificate(ssl, stack.0.cast(), &mut err) };
-    if rc == KONG_CLIENT_TLS_OK {
-        Ok(())
-    } else {
-        // SAFETY: the library stores a static C string on error.
-        Err(unsafe { CStr::from_ptr(err) }
-            .to_string_lossy()
-            .into_owned())
-    }
+    request_client_certificate(ssl, Some(&CertStack::new(&cas.iter().collect::<Vec<_>>())))
 }
 
 /// What `ngx.ssl.verify_client(ca, 0)` does: no binding, no lifetime limit.
@@ -225,6 +211,20 @@ impl Server {
         self.connect_ssl(name, client_ssl(client, version), session)
     }
 
+    /// One connection to `name` whose certificate callback runs `certificate` instead of
+    /// the form's own hook, whatever the outcome.
+    fn connect_with(
+        &self,
+        name: &str,
+        client: Option<&Identity>,
+        version: SslVersion,
+        certificate: Option<Hook>,
+    ) -> Connection {
+        let mut ssl = client_ssl(client, version);
+        ssl.set_hostname(name).unwrap();
+        connect_ssl(&self.front, ssl, Hooks::at_certificate(certificate))
+    }
+
     /// [`Server::connect`] with a client `SSL` the caller prepared.
     fn connect_ssl(&self, name: &str, mut ssl: Ssl, session: Option<&SslSession>) -> Connection {
         ssl.set_hostname(name).unwrap();
@@ -250,11 +250,7 @@ impl Server {
 }
 
 fn client_ssl(identity: Option<&Identity>, version: SslVersion) -> Ssl {
-    Ssl::new(&client_context(identity, version)).unwrap()
-}
-
-fn client_context(identity: Option<&Identity>, version: SslVersion) -> SslContext {
-    client_context_builder(identity, version).build()
+    Ssl::new(&client_context_builder(identity, version).build()).unwrap()
 }
 
 fn client_context_builder(identity: Option<&Identity>, version: SslVersion) -> SslContextBuilder {
@@ -284,33 +280,6 @@ fn verdict(server: &SslRef) -> Verdict {
     match server.verify_result() {
         X509VerifyResult::OK => Verdict::Success,
         other => Verdict::Failed(other.as_raw()),
-    }
-}
-
-/// A `STACK_OF(X509)` that does not own its entries, as lua-resty-core hands it in.
-/// The `Vec` keeps the entries alive while the stack points at them.
-struct CertStack(
-    *mut openssl_sys::OPENSSL_STACK,
-    #[allow(dead_code)] Vec<X509>,
-);
-
-impl CertStack {
-    fn new(certs: &[X509]) -> CertStack {
-        // SAFETY: plain constructor.
-        let stack = unsafe { openssl_sys::OPENSSL_sk_new_null() };
-        let owned = certs.to_vec();
-        for cert in &owned {
-            // SAFETY: live stack and certificate, kept alive by `owned`.
-            assert!(unsafe { openssl_sys::OPENSSL_sk_push(stack, cert.as_ptr().cast()) } > 0);
-        }
-        CertStack(stack, owned)
-    }
-}
-
-impl Drop for CertStack {
-    fn drop(&mut self) {
-        // SAFETY: the stack is ours; its entries are owned by the Vec.
-        unsafe { openssl_sys::OPENSSL_sk_free(self.0) };
     }
 }
 
@@ -499,18 +468,16 @@ fn a_later_call_at_certificate_time_cannot_change_a_bound_ca_set() {
     let server = Server::new(path, Form::ClientHello, Switch::AfterClientHello, by_name());
     let outcomes: Arc<std::sync::Mutex<Vec<Result<(), String>>>> = Arc::default();
     let seen = outcomes.clone();
-    let client_ctx = client_context(Some(client_a()), path.version());
-    let mut ssl = Ssl::new(&client_ctx).unwrap();
-    ssl.set_hostname("a.test").unwrap();
-    let conn = connect_ssl(
-        &server.front,
-        ssl,
-        Hooks::at_certificate(hook(move |ssl| {
+    let conn = server.connect_with(
+        "a.test",
+        Some(client_a()),
+        path.version(),
+        hook(move |ssl| {
             let mut seen = seen.lock().unwrap();
             seen.push(request(ssl, &[ca("ca-a")]));
             seen.push(request(ssl, &[ca("ca-b")]));
             seen.push(request(ssl, &[ca("ca-a"), ca("ca-a")]));
-        })),
+        }),
     );
     assert_eq!(verdict(conn.server()), Verdict::Success);
     let outcomes = outcomes.lock().unwrap();
@@ -532,17 +499,11 @@ fn a_later_call_at_certificate_time_cannot_change_a_bound_ca_set() {
 fn disable_session_reuse_still_wins_over_a_binding() {
     for path in SessionPath::ALL {
         let server = Server::new(path, Form::ClientHello, Switch::AfterClientHello, by_name());
-        let client_ctx = client_context(Some(client_a()), path.version());
-        let mut ssl = Ssl::new(&client_ctx).unwrap();
-        ssl.set_hostname("a.test").unwrap();
-        let conn = connect_ssl(
-            &server.front,
-            ssl,
-            Hooks::at_certificate(hook(|ssl| {
-                // SAFETY: live SSL; a NULL err pointer is allowed.
-                let rc = unsafe { kong_client_tls_disable_session_reuse(ssl, ptr::null_mut()) };
-                assert_eq!(rc, KONG_CLIENT_TLS_OK);
-            })),
+        let conn = server.connect_with(
+            "a.test",
+            Some(client_a()),
+            path.version(),
+            hook(|ssl| disable_session_reuse(ssl).unwrap()),
         );
         let session = conn.client_session().unwrap();
         let again = server.connect("a.test", Some(client_a()), Some(&session), path.version());
@@ -728,15 +689,14 @@ fn a_replaced_not_resumable_callback_fails_closed() {
     for switch in SWITCHES {
         let server = Server::new(path, Form::ClientHello, switch, by_name());
         for client in [None, Some(client_a())] {
-            let mut ssl = client_ssl(client, path.version());
-            ssl.set_hostname("a.test").unwrap();
-            let conn = connect_ssl(
-                &server.front,
-                ssl,
-                Hooks::at_certificate(hook(|ssl| {
+            let conn = server.connect_with(
+                "a.test",
+                client,
+                path.version(),
+                hook(|ssl| {
                     // SAFETY: live SSL; removing the callback is what a careless caller does.
                     unsafe { SSL_set_not_resumable_session_callback(ssl, None) };
-                })),
+                }),
             );
             let case = format!("{switch:?}, client certificate: {}", client.is_some());
             match (switch, client) {

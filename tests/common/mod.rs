@@ -4,6 +4,7 @@
 //! `ssl_certificate_by_lua`.
 #![allow(dead_code, unused_imports)] // each test binary uses a part of it
 
+pub mod api;
 pub mod kong;
 pub mod pki;
 pub mod sessions;
