@@ -24,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "check.h"
+#include "tls.h"
 
 /* src/client_cert.rs, REBIND */
 static const char REBIND[] =
@@ -33,7 +34,6 @@ static const char REBIND[] =
 /* The sessions' lifetime on every server here, in seconds. */
 #define SESSION_TIMEOUT 600
 
-static const char *pki_dir;
 static char scene[256];
 
 /* A check that also names the path and case it failed in. */
@@ -50,24 +50,6 @@ static void set_scene(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(scene, sizeof(scene), fmt, ap);
     va_end(ap);
-}
-
-static char *path(const char *name)
-{
-    static char buf[4096];
-    snprintf(buf, sizeof(buf), "%s/%s", pki_dir, name);
-    return buf;
-}
-
-static X509 *load_cert(const char *name)
-{
-    FILE *f = fopen(path(name), "r");
-    X509 *x;
-    if (f == NULL) { perror(name); exit(2); }
-    x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (x == NULL) { fprintf(stderr, "bad PEM %s\n", name); exit(2); }
-    return x;
 }
 
 /* The PKI: client_a is issued by ca_a; ca_b is unrelated. */
@@ -176,13 +158,6 @@ struct plan {
 };
 
 static int plan_index;
-
-static int accept_all(int ok, X509_STORE_CTX *ctx)
-{
-    (void)ok;
-    (void)ctx;
-    return 1;
-}
 
 static void run_steps(SSL *ssl, const char *steps, const STACK_OF(X509) *ca, int *rc, const char **err)
 {
@@ -365,35 +340,6 @@ struct outcome {
     SSL_SESSION *session;        /* the client's session afterwards (owned) */
     SSL_SESSION *server_session; /* the server's (owned) */
 };
-
-/* Drives both ends over a BIO pair until both finish; the server then sends one byte so
- * that TLS 1.3 tickets reach the client. Returns 1 when both handshakes succeeded. */
-static int handshake(SSL *server, SSL *client)
-{
-    BIO *a, *b;
-    int done_s = 0, done_c = 0, i;
-    char byte = '!';
-    if (BIO_new_bio_pair(&a, 0, &b, 0) != 1) exit(2);
-    SSL_set_bio(client, a, a);
-    SSL_set_bio(server, b, b);
-    SSL_set_connect_state(client);
-    SSL_set_accept_state(server);
-    for (i = 0; i < 64 && !(done_s && done_c); i++) {
-        if (!done_c) {
-            int rc = SSL_do_handshake(client);
-            if (rc == 1) done_c = 1;
-            else if (SSL_get_error(client, rc) != SSL_ERROR_WANT_READ) return 0;
-        }
-        if (!done_s) {
-            int rc = SSL_do_handshake(server);
-            if (rc == 1) done_s = 1;
-            else if (SSL_get_error(server, rc) != SSL_ERROR_WANT_READ) return 0;
-        }
-    }
-    if (!(done_s && done_c) || SSL_write(server, &byte, 1) != 1 || SSL_read(client, &byte, 1) != 1)
-        return 0;
-    return 1;
-}
 
 /* Whether the thread's error queue holds OpenSSL's "session id context uninitialized";
  * empties the queue. */
