@@ -36,13 +36,10 @@ pub(crate) const LEN: usize = 32;
 /// A certificate's SHA-1 fingerprint, as OpenSSL caches it.
 pub(crate) type Fingerprint = [u8; 20];
 
-/// A session id context no connection ever sets: stamped on sessions that must never be
-/// resumed, should one escape into a cache anyway.
-pub(crate) fn never_resumable() -> [u8; LEN] {
-    let mut h = Sha256::new();
-    h.update(b"kong-client-tls/sid/never-resumable/v1");
-    h.finish()
-}
+/// A session id context no connection ever sets (bindings are SHA-256 outputs, nginx's
+/// are 20 bytes): stamped on sessions that must never be resumed, should one escape into
+/// a cache anyway.
+pub(crate) const NEVER_RESUMABLE: [u8; LEN] = *b"kong-client-tls: never resumable";
 
 /// The server name a connection asked for, as far as the binding is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +152,7 @@ mod tests {
             session_id_context(&inputs(ServerName::Sent(b"a.test"), ca)),
             base
         );
-        assert_ne!(never_resumable(), base);
+        assert_ne!(NEVER_RESUMABLE, base);
     }
 
     proptest! {

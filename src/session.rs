@@ -234,8 +234,7 @@ unsafe extern "C" fn on_full_handshake(ssl: *mut SSL, _is_forward_secure: c_int)
             if !session.is_null() {
                 let empty = [0u8; 1];
                 SSL_SESSION_set1_id(session, empty.as_ptr(), 0);
-                let never = binding::never_resumable();
-                SSL_SESSION_set1_id_context(session, never.as_ptr(), 32);
+                SSL_SESSION_set1_id_context(session, binding::NEVER_RESUMABLE.as_ptr(), 32);
             }
         }
     }
