@@ -17,9 +17,12 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("kong_client_tls.h");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable and valid");
+    let mut header = Vec::new();
     cbindgen::generate_with_config(&crate_dir, config)
         .expect("cbindgen can read the crate")
-        .write_to_file(&out);
+        .write(&mut header);
+    let header = String::from_utf8(header).expect("cbindgen writes UTF-8");
+    std::fs::write(&out, parenthesise_negative_macros(&header)).expect("OUT_DIR is writable");
     println!(
         "cargo:rustc-env=KONG_CLIENT_TLS_GENERATED_HEADER={}",
         out.display()
@@ -29,6 +32,26 @@ fn main() {
         let committed = crate_dir.join("include").join("kong_client_tls.h");
         std::fs::copy(&out, &committed).expect("include/ is writable");
     }
+}
+
+/// `#define X -1` becomes `#define X (-1)`, so that `a-X` or `X[0]`-style expansions in C
+/// cannot change meaning; cbindgen writes a negative constant bare.
+fn parenthesise_negative_macros(header: &str) -> String {
+    let mut fixed = String::with_capacity(header.len() + 16);
+    for line in header.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        match body
+            .strip_prefix("#define ")
+            .and_then(|rest| rest.split_once(' '))
+        {
+            Some((name, value)) if value.starts_with('-') => {
+                fixed.push_str(&format!("#define {name} ({value})"));
+                fixed.push_str(&line[body.len()..]);
+            }
+            _ => fixed.push_str(line),
+        }
+    }
+    fixed
 }
 
 /// OpenSSL 1.1.1 (still linked by OpenResty 1.25's packages and RHEL 8) lacks calls this

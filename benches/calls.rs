@@ -35,13 +35,13 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Name, X509};
 use openssl_sys::{stack_st_X509, SSL};
 
-use kong_client_tls::alpn::kong_client_tls_disable_http2_alpn;
-use kong_client_tls::chain::{
+use kong_client_tls::kong_client_tls_disable_http2_alpn;
+use kong_client_tls::kong_client_tls_disable_session_reuse;
+use kong_client_tls::kong_client_tls_request_client_certificate;
+use kong_client_tls::{
     kong_client_tls_get0_full_client_certificate_chain,
     kong_client_tls_get_full_client_certificate_chain,
 };
-use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
-use kong_client_tls::session::kong_client_tls_disable_session_reuse;
 use memtls::{
     client_ssl, handshake, handshake_resuming, paused_in_callback, set_cert_hook,
     set_client_hello_hook, set_pause, Hook, Pause, Reconnecting,

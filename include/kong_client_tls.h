@@ -18,20 +18,11 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 
-// The `application_layer_protocol_negotiation` extension type (RFC 7301).
-#define EXTENSION_ALPN 16
-
-// TLS 1.3 `pre_shared_key` (RFC 8446).
-#define EXTENSION_PRE_SHARED_KEY 41
-
-// TLS 1.3 `psk_key_exchange_modes` (RFC 8446).
-#define EXTENSION_PSK_KEY_EXCHANGE_MODES 45
-
 // Success.
 #define KONG_CLIENT_TLS_OK 0
 
 // Failure; `*err` names the reason.
-#define KONG_CLIENT_TLS_ERROR -1
+#define KONG_CLIENT_TLS_ERROR (-1)
 
 // The peer presented no certificate (or none was requested).
 #define KONG_CLIENT_TLS_NO_CERTIFICATE 1
@@ -39,13 +30,16 @@
 // The caller's buffer is too small; the needed size was written back.
 #define KONG_CLIENT_TLS_BUFFER_TOO_SMALL 2
 
-// The host process exports no libssl/libcrypto symbols, so sharing cannot be proven.
+// `kong_client_tls_check_libssl` only: the host process exports no libssl/libcrypto
+// symbols, so sharing one libssl cannot be proven.
 #define KONG_CLIENT_TLS_NO_HOST_LIBSSL 3
 
 // A server's ALPN protocols in wire format (each name preceded by its length byte), in
 // preference order, e.g. `"\x02h2\x08http/1.1"`.
 typedef struct kong_client_tls_protocols {
+  // The first byte of the list.
   const unsigned char *data;
+  // The list's length in bytes.
   size_t len;
 } kong_client_tls_protocols;
 

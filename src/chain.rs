@@ -18,7 +18,8 @@ use crate::error::{
     guard, Error, KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_NO_CERTIFICATE,
     KONG_CLIENT_TLS_OK,
 };
-use crate::ssl::{server_ssl, SSL_get0_peer_certificate};
+use crate::ssl::server_ssl;
+use crate::sys::SSL_get0_peer_certificate;
 
 const NULL_OUT: Error = Error(c"pem and len must not be NULL");
 const NULL_LEN: Error = Error(c"len must not be NULL");

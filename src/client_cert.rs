@@ -24,13 +24,13 @@ use crate::binding::{self, ServerName};
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
 use crate::session;
 use crate::ssl::{client_hello_extension, server_ssl_placement, Placement};
+use crate::sys::TLSEXT_TYPE_SERVER_NAME;
 
 const EMPTY_CA_LIST: Error = Error(c"ca_certs is an empty certificate stack");
 const NULL_CA_ENTRY: Error = Error(c"ca_certs contains a NULL certificate");
 const REBIND: Error = Error(
     c"request_client_certificate already ran at ClientHello time with other ca_certs; resumed sessions skip this phase, so the CA set cannot change here",
 );
-const TLSEXT_TYPE_SERVER_NAME: u16 = 0;
 
 /// Requests a client certificate on a server-side connection without requiring it.
 ///

@@ -1,4 +1,5 @@
-//! Status codes and the panic-proof wrapper shared by every `extern "C"` entry.
+//! Every status code the C API returns, the error messages shared by several entries, and
+//! the panic-proof wrapper around every `extern "C"` entry.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,6 +12,9 @@ pub const KONG_CLIENT_TLS_ERROR: c_int = -1;
 pub const KONG_CLIENT_TLS_NO_CERTIFICATE: c_int = 1;
 /// The caller's buffer is too small; the needed size was written back.
 pub const KONG_CLIENT_TLS_BUFFER_TOO_SMALL: c_int = 2;
+/// `kong_client_tls_check_libssl` only: the host process exports no libssl/libcrypto
+/// symbols, so sharing one libssl cannot be proven.
+pub const KONG_CLIENT_TLS_NO_HOST_LIBSSL: c_int = 3;
 
 /// An error for the C caller: a static, NUL-terminated message it never frees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

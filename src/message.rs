@@ -11,12 +11,10 @@ use foreign_types::ForeignTypeRef;
 use openssl::ssl::SslRef;
 use openssl_sys::SSL;
 
-use crate::ssl::SSL_set_msg_callback;
+use crate::sys::{
+    SSL_set_msg_callback, SSL3_MT_CLIENT_HELLO, SSL3_MT_SERVER_HELLO, SSL3_RT_HANDSHAKE,
+};
 use crate::{alpn, session};
-
-const SSL3_RT_HANDSHAKE: c_int = 22;
-const CLIENT_HELLO: u8 = 1;
-const SERVER_HELLO: u8 = 2;
 
 /// Installs the library's message callback on `ssl`, replacing any set on the `SSL` or
 /// inherited from its `SSL_CTX` (nginx sets none).
@@ -41,14 +39,14 @@ unsafe extern "C" fn on_message(
         // SAFETY: OpenSSL passes the live SSL and a message of `len` readable bytes.
         let (ssl, message_type) = unsafe { (SslRef::from_ptr_mut(ssl), *buf.cast::<u8>()) };
         match (write_p, message_type) {
-            (0, CLIENT_HELLO) => {
+            (0, SSL3_MT_CLIENT_HELLO) => {
                 // SAFETY: a received message lies in OpenSSL's own heap buffer
                 // (`init_buf`), writable, which it is about to parse.
                 let message =
                     unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>().cast_mut(), len) };
                 alpn::on_client_hello(ssl, message);
             }
-            (1, SERVER_HELLO) => session::on_server_hello(ssl),
+            (1, SSL3_MT_SERVER_HELLO) => session::on_server_hello(ssl),
             _ => {}
         }
     }));

@@ -35,10 +35,11 @@ use openssl_sys::{SSL, SSL_OP_NO_TICKET, SSL_VERIFY_PEER, X509_STORE_CTX};
 use crate::binding;
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
 use crate::message;
-use crate::ssl::{
-    server_ssl_before_server_hello, SSL_SESSION_set1_id, SSL_SESSION_set1_id_context,
-    SSL_SESSION_set_time, SSL_SESSION_set_timeout, SSL_set_not_resumable_session_callback,
-    SSL_set_options, SSL_set_session_id_context, SSL_set_verify_depth, X509_get0_notAfter,
+use crate::ssl::server_ssl_before_server_hello;
+use crate::sys::{
+    SSL_SESSION_set1_id, SSL_SESSION_set1_id_context, SSL_SESSION_set_time,
+    SSL_SESSION_set_timeout, SSL_set_not_resumable_session_callback, SSL_set_options,
+    SSL_set_session_id_context, SSL_set_verify_depth, X509_get0_notAfter,
 };
 
 /// The verify depth `request_client_certificate` uses, as Kong does.

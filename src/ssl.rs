@@ -1,7 +1,5 @@
-//! Checks on the `SSL *` handed in by the caller, and the few libssl calls that
-//! `openssl-sys` does not declare.
-
-use std::ffi::c_int;
+//! Checks on the `SSL *` handed in by the caller: NULL, role, and where in the handshake
+//! the call was made; and the ClientHello accessor those placements allow.
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::SslRef;
@@ -9,60 +7,7 @@ use openssl_sys::SSL;
 
 use crate::error::Error;
 use crate::openssl_lines;
-
-// The libssl functions this crate calls that `openssl-sys` does not declare (all in
-// OpenSSL 3.0's libssl.so.3). cbindgen.toml keeps them out of our header.
-extern "C" {
-    pub(crate) fn SSL_in_before(ssl: *const SSL) -> c_int;
-    pub(crate) fn SSL_get_state(ssl: *const SSL) -> c_int;
-    pub(crate) fn SSL_get0_peer_certificate(ssl: *const SSL) -> *mut openssl_sys::X509;
-    pub(crate) fn SSL_set_msg_callback(
-        ssl: *mut SSL,
-        cb: Option<
-            unsafe extern "C" fn(
-                c_int,
-                c_int,
-                c_int,
-                *const std::ffi::c_void,
-                usize,
-                *mut SSL,
-                *mut std::ffi::c_void,
-            ),
-        >,
-    );
-    pub(crate) fn SSL_set_options(ssl: *mut SSL, options: u64) -> u64;
-    pub(crate) fn SSL_set_not_resumable_session_callback(
-        ssl: *mut SSL,
-        cb: Option<unsafe extern "C" fn(*mut SSL, c_int) -> c_int>,
-    );
-    pub(crate) fn SSL_SESSION_set1_id(
-        session: *mut openssl_sys::SSL_SESSION,
-        id: *const u8,
-        len: std::ffi::c_uint,
-    ) -> c_int;
-    pub(crate) fn SSL_set_session_id_context(
-        ssl: *mut SSL,
-        sid_ctx: *const u8,
-        len: std::ffi::c_uint,
-    ) -> c_int;
-    pub(crate) fn SSL_SESSION_set1_id_context(
-        session: *mut openssl_sys::SSL_SESSION,
-        sid_ctx: *const u8,
-        len: std::ffi::c_uint,
-    ) -> c_int;
-    pub(crate) fn SSL_SESSION_set_time(
-        session: *mut openssl_sys::SSL_SESSION,
-        time: std::ffi::c_long,
-    ) -> std::ffi::c_long;
-    pub(crate) fn SSL_SESSION_set_timeout(
-        session: *mut openssl_sys::SSL_SESSION,
-        timeout: std::ffi::c_long,
-    ) -> std::ffi::c_long;
-    pub(crate) fn SSL_set_verify_depth(ssl: *mut SSL, depth: c_int);
-    pub(crate) fn X509_get0_notAfter(
-        x509: *const openssl_sys::X509,
-    ) -> *const openssl_sys::ASN1_TIME;
-}
+use crate::sys::{SSL_get_state, SSL_in_before};
 
 /// Where in the handshake a call that shapes the ServerHello was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

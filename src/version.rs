@@ -8,11 +8,8 @@
 
 use std::ffi::{c_char, c_int, c_ulong, c_void, CStr};
 
-use crate::error::{guard, set_err, Error, KONG_CLIENT_TLS_OK};
+use crate::error::{guard, set_err, Error, KONG_CLIENT_TLS_NO_HOST_LIBSSL, KONG_CLIENT_TLS_OK};
 use crate::openssl_lines;
-
-/// The host process exports no libssl/libcrypto symbols, so sharing cannot be proven.
-pub const KONG_CLIENT_TLS_NO_HOST_LIBSSL: c_int = 3;
 
 const VERSION: &CStr =
     match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {

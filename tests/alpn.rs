@@ -13,11 +13,11 @@ use common::{
     Hooks, KeyKind, Pki, VERSIONS,
 };
 use foreign_types::ForeignTypeRef;
-use kong_client_tls::alpn::{
-    kong_client_tls_alpn_select_cb, kong_client_tls_disable_http2_alpn, wire,
-    KongClientTlsProtocols,
-};
+use kong_client_tls::internal::wire;
 use kong_client_tls::KONG_CLIENT_TLS_OK;
+use kong_client_tls::{
+    kong_client_tls_alpn_select_cb, kong_client_tls_disable_http2_alpn, KongClientTlsProtocols,
+};
 use openssl::ssl::{
     select_next_proto, AlpnError, NameType, Ssl, SslContext, SslContextBuilder, SslOptions,
     SslSession, SslSessionCacheMode, SslVersion,

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use kong_client_tls::alpn::wire::{
+use kong_client_tls::internal::wire::{
     check_invariants, disable_psk_modes, find_extensions, hide_h2, protocols, restore_h2,
     EXTENSION_ALPN, EXTENSION_PRE_SHARED_KEY, EXTENSION_PSK_KEY_EXCHANGE_MODES, H2,
 };

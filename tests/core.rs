@@ -13,13 +13,13 @@ use common::pki::KEY_KINDS;
 use common::sessions::{ExternalCache, SessionPath};
 use common::{client_context, connect, hook, server_context, Connection, Hooks, Pki, VERSIONS};
 use foreign_types::{ForeignType, ForeignTypeRef};
-use kong_client_tls::chain::{
+use kong_client_tls::kong_client_tls_disable_session_reuse;
+use kong_client_tls::{
+    kong_client_tls_check_libssl, kong_client_tls_openssl_version_num, kong_client_tls_version,
+};
+use kong_client_tls::{
     kong_client_tls_get0_full_client_certificate_chain,
     kong_client_tls_get_full_client_certificate_chain,
-};
-use kong_client_tls::session::kong_client_tls_disable_session_reuse;
-use kong_client_tls::version::{
-    kong_client_tls_check_libssl, kong_client_tls_openssl_version_num, kong_client_tls_version,
 };
 use kong_client_tls::{
     KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_NO_CERTIFICATE,

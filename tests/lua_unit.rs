@@ -764,6 +764,12 @@ fn status_codes_match_the_header() {
             continue;
         };
         let (name, value) = rest.split_once(" = ").expect("local NAME = value");
+        // The header parenthesises negative values.
+        let value = if value.starts_with('-') {
+            format!("({value})")
+        } else {
+            value.to_owned()
+        };
         let define = format!("#define KONG_CLIENT_TLS_{name} {value}");
         assert!(
             HEADER.lines().any(|l| l.trim() == define),

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    kong_client_tls::alpn::wire::check_invariants(data);
+    kong_client_tls::internal::wire::check_invariants(data);
 });

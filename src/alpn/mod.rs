@@ -21,13 +21,13 @@
 //!
 //! `docs/alpn.md` explains the OpenSSL paths in detail and what would break this.
 
+pub mod select;
 pub mod wire;
 
-use std::ffi::{c_char, c_int, c_uchar, c_uint, c_void};
+use std::ffi::{c_char, c_int};
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use foreign_types::ForeignTypeRef;
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
 use openssl_sys::SSL;
@@ -35,8 +35,6 @@ use openssl_sys::SSL;
 use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
 use crate::message;
 use crate::ssl::{client_hello_extension, server_ssl_in_client_hello, Placement};
-
-const NO_PROTOCOLS: Error = Error(c"arg must point to a kong_client_tls_protocols");
 
 /// Per-connection marker, kept in the `SSL`'s ex_data and freed with it: its presence
 /// is the switch.
@@ -50,7 +48,7 @@ fn state_index() -> Result<Index<Ssl, H2Disabled>, Error> {
 }
 
 /// The switch is on for `ssl` when it carries our state.
-fn h2_disabled(ssl: &SslRef) -> bool {
+pub(crate) fn h2_disabled(ssl: &SslRef) -> bool {
     state_index().is_ok_and(|index| ssl.ex_data(index).is_some())
 }
 
@@ -168,78 +166,5 @@ fn disjoint_mut(
         (Some(a), None) => (buf.get_mut(a), None),
         (None, Some(b)) => (None, buf.get_mut(b)),
         _ => (None, None),
-    }
-}
-
-/// A server's ALPN protocols in wire format (each name preceded by its length byte), in
-/// preference order, e.g. `"\x02h2\x08http/1.1"`.
-#[repr(C)]
-pub struct KongClientTlsProtocols {
-    pub data: *const c_uchar,
-    pub len: usize,
-}
-
-/// An ALPN select callback for C servers that own their `SSL_CTX`:
-/// `SSL_CTX_set_alpn_select_cb(ctx, kong_client_tls_alpn_select_cb, &protocols)` with
-/// `protocols` a `kong_client_tls_protocols` that outlives the context.
-///
-/// It picks the first of the server's protocols that the client offered (server
-/// preference, like nginx), skipping `h2` on connections where
-/// `kong_client_tls_disable_http2_alpn` was called. No common protocol, or a malformed
-/// list, ends the handshake with a `no_application_protocol` alert.
-///
-/// # Safety
-/// OpenSSL's contract for ALPN select callbacks; `arg` points to a live
-/// `kong_client_tls_protocols` whose `data` holds `len` readable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn kong_client_tls_alpn_select_cb(
-    ssl: *mut SSL,
-    out: *mut *const c_uchar,
-    outlen: *mut c_uchar,
-    client: *const c_uchar,
-    client_len: c_uint,
-    arg: *mut c_void,
-) -> c_int {
-    let mut err = std::ptr::null();
-    let rc = guard(&mut err, || {
-        if ssl.is_null() || out.is_null() || outlen.is_null() || client.is_null() {
-            return Err(Error::NULL_SSL);
-        }
-        let server = arg.cast::<KongClientTlsProtocols>();
-        // SAFETY: per this function's contract.
-        let server = unsafe { server.as_ref() }
-            .filter(|p| !p.data.is_null())
-            .ok_or(NO_PROTOCOLS)?;
-        // SAFETY: per this function's contract.
-        let (ssl, server, client) = unsafe {
-            (
-                SslRef::from_ptr(ssl),
-                std::slice::from_raw_parts(server.data, server.len),
-                std::slice::from_raw_parts(client, client_len as usize),
-            )
-        };
-        let no_h2 = h2_disabled(ssl);
-        wire::check_protocols(client).map_err(|_| NO_PROTOCOLS)?;
-        for wanted in wire::protocols(server).map_err(|_| NO_PROTOCOLS)? {
-            if no_h2 && wanted == wire::H2 {
-                continue;
-            }
-            let mut offered = wire::protocols(client).map_err(|_| NO_PROTOCOLS)?;
-            if let Some(chosen) = offered.find(|p| *p == wanted) {
-                // SAFETY: out-pointers checked above; `chosen` points into `client`,
-                // which OpenSSL keeps alive, and a name is at most 255 bytes.
-                unsafe {
-                    *out = chosen.as_ptr();
-                    *outlen = chosen.len() as c_uchar;
-                }
-                return Ok(openssl_sys::SSL_TLSEXT_ERR_OK);
-            }
-        }
-        Ok(openssl_sys::SSL_TLSEXT_ERR_ALERT_FATAL)
-    });
-    if rc < 0 {
-        openssl_sys::SSL_TLSEXT_ERR_ALERT_FATAL
-    } else {
-        rc
     }
 }

@@ -135,10 +135,13 @@ fn protocol_names(list: &[u8]) -> Result<impl Iterator<Item = Range<usize>> + '_
             return Err(Malformed::EmptyProtocol);
         }
     }
+    Ok(walk_names(list))
+}
+
+/// The ranges of the protocol names of a list whose framing was checked.
+fn walk_names(list: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut r = Reader::new(list);
-    Ok(std::iter::from_fn(move || {
-        (r.remaining() > 0).then(|| r.prefixed(1).unwrap_or(0..0))
-    }))
+    std::iter::from_fn(move || (r.remaining() > 0).then(|| r.prefixed(1).unwrap_or(0..0)))
 }
 
 /// Checks the framing of an ALPN list body.
@@ -149,6 +152,30 @@ pub fn check_protocols(list: &[u8]) -> Result<()> {
 /// The protocol names of an ALPN list body, as slices.
 pub fn protocols(list: &[u8]) -> Result<impl Iterator<Item = &[u8]> + '_> {
     Ok(protocol_names(list)?.map(move |range| &list[range]))
+}
+
+/// An ALPN `ProtocolNameList` body whose framing was checked once, so that looking names
+/// up in it does not check it again.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolList<'a>(&'a [u8]);
+
+impl<'a> ProtocolList<'a> {
+    /// Checks the framing of `list` (see [`check_protocols`]).
+    pub fn parse(list: &'a [u8]) -> Result<Self> {
+        check_protocols(list)?;
+        Ok(ProtocolList(list))
+    }
+
+    /// The protocol names, in list order.
+    pub fn names(self) -> impl Iterator<Item = &'a [u8]> {
+        let list = self.0;
+        walk_names(list).map(move |range| &list[range])
+    }
+
+    /// The entry equal to `name`, as a slice of the list.
+    pub fn find(self, name: &[u8]) -> Option<&'a [u8]> {
+        self.names().find(|entry| *entry == name)
+    }
 }
 
 /// The body range of an ALPN extension's data (`u16 length || ProtocolNameList`).

@@ -5,8 +5,8 @@ use std::ffi::{c_char, CStr};
 use std::ptr;
 
 use foreign_types::ForeignType;
-use kong_client_tls::client_cert::kong_client_tls_request_client_certificate;
-use kong_client_tls::session::kong_client_tls_disable_session_reuse;
+use kong_client_tls::kong_client_tls_disable_session_reuse;
+use kong_client_tls::kong_client_tls_request_client_certificate;
 use kong_client_tls::{KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_OK};
 use openssl::x509::X509;
 use openssl_sys::{stack_st_X509, SSL};
