@@ -18,6 +18,8 @@ local C = ffi.C
 local ffi_cast = ffi.cast
 local ffi_new = ffi.new
 local ffi_string = ffi.string
+local ffi_typeof = ffi.typeof
+local istype = ffi.istype
 local concat = table.concat
 local error = error
 local tostring = tostring
@@ -26,9 +28,12 @@ local type = type
 -- Every declaration this module uses; the kong_client_tls_* prototypes are those of
 -- include/kong_client_tls.h (tests/lua_unit.rs fails when the two differ), except that
 -- `STACK_OF(X509)` is `void` here, so that stacks typed by ngx.ssl (`void *`) and by
--- lua-resty-openssl (`OPENSSL_STACK *`) are both accepted as they are.
+-- lua-resty-openssl (`OPENSSL_STACK *`) are both accepted as they are. The two struct
+-- tags are only declared (as OpenSSL does), so any module may still define them.
 ffi.cdef [[
 typedef struct ssl_st SSL;
+struct stack_st;
+struct stack_st_X509;
 
 int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
                                                        const char **pem,
@@ -52,6 +57,19 @@ local KONG_CLIENT_TLS_OK = 0
 local KONG_CLIENT_TLS_ERROR = -1
 local KONG_CLIENT_TLS_NO_CERTIFICATE = 1
 local KONG_CLIENT_TLS_NO_HOST_LIBSSL = 3
+
+-- The C types a certificate stack arrives as: lua-resty-openssl's `OPENSSL_STACK *`,
+-- OpenSSL's `STACK_OF(X509) *`, and ngx.ssl.parse_pem_cert's untyped `void *`. Any other
+-- cdata (an `X509 *`, an `SSL *`, an array, a struct...) would make OpenSSL read foreign
+-- memory as a stack, so it is refused by its type. A `void *` cannot be told apart:
+-- ngx.ssl.parse_pem_priv_key returns one too.
+local CA_STACK_TYPES = {
+  ffi_typeof("struct stack_st *"),
+  ffi_typeof("struct stack_st_X509 *"),
+  ffi_typeof("void *"),
+}
+local CA_CERTS_WRONG_TYPE = "ca_certs expects a STACK_OF(X509) * cdata (from "
+  .. "ngx.ssl.parse_pem_cert, or a lua-resty-openssl x509.chain or its ctx) but found "
 
 local LIB_NAME = "kong_client_tls"
 local LIB_ENV = "KONG_CLIENT_TLS_LIB"
@@ -256,6 +274,25 @@ local function failure(rc)
 end
 
 
+-- `ca_certs` as the library's `STACK_OF(X509) *`, or an error raised at the caller of
+-- request_client_certificate.
+local function certificate_stack(ca_certs)
+  local kind = type(ca_certs)
+  if kind == "table" and type(ca_certs.ctx) == "cdata" then
+    ca_certs, kind = ca_certs.ctx, "cdata" -- a lua-resty-openssl object: its ctx
+  end
+  if kind ~= "cdata" then
+    error("ca_certs expects a cdata object but found " .. kind, 3)
+  end
+  for i = 1, #CA_STACK_TYPES do
+    if istype(CA_STACK_TYPES[i], ca_certs) then
+      return ca_certs
+    end
+  end
+  error(CA_CERTS_WRONG_TYPE .. tostring(ffi_typeof(ca_certs)), 3)
+end
+
+
 -- The API -------------------------------------------------------------------------
 
 local _M = {
@@ -264,15 +301,16 @@ local _M = {
 
 --- Asks the client for its certificate (mutual TLS) without requiring one.
 -- Phases: certificate, and (ours) client_hello. `ca_certs`: optional `STACK_OF(X509) *`
--- cdata (ngx.ssl.parse_pem_cert, lua-resty-openssl's chain.ctx); its subjects are sent as
--- the acceptable-CA list. From client_hello with `ca_certs`, the TLS session is bound to
+-- cdata (ngx.ssl.parse_pem_cert, a lua-resty-openssl x509.chain or its ctx); any other
+-- typed cdata raises an error naming its type. Its subjects are sent as the acceptable-CA
+-- list. From client_hello with `ca_certs`, the TLS session is bound to
 -- what is verified and stays resumable for clients verified the same way; otherwise it is
 -- never resumable (README, "Session resumption and mutual TLS").
 -- Returns true, or nil and an error message.
 function _M.request_client_certificate(ca_certs)
   check_phase(REQUEST_PHASES)
-  if ca_certs ~= nil and type(ca_certs) ~= "cdata" then
-    error("ca_certs expects a cdata object but found " .. type(ca_certs), 2)
+  if ca_certs ~= nil then
+    ca_certs = certificate_stack(ca_certs)
   end
   local ssl, err = connection_ssl()
   if not ssl then
