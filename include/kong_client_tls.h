@@ -5,8 +5,10 @@
  * `make header`; `make lint` fails when this file and the sources disagree.
  *
  * Every function takes the SSL * of a server-side connection and changes only that
- * connection. Errors come back as a status code plus a static, NUL-terminated message
- * through `const char **err` (which may be NULL): never free it. No function aborts or
+ * connection. Errors come back as a status code plus a NUL-terminated message through
+ * `const char **err` (which may be NULL), owned by the library: never free it. It is
+ * static, except when an OpenSSL call failed: then it says what OpenSSL said, and the
+ * connection holds it until its next such failure or SSL_free. No function aborts or
  * unwinds into the caller. Link with: libkong_client_tls.a -lssl -lcrypto (see README).
  */
 
@@ -63,8 +65,8 @@ extern "C" {
 // It installs this `SSL`'s message callback, replacing any set on the `SSL` or
 // inherited from its `SSL_CTX` (nginx sets none).
 //
-// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
-// in `*err` (when `err` is not NULL).
+// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+// (when `err` is not NULL; see the header's note on errors).
 //
 // # Safety
 // `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
@@ -105,7 +107,8 @@ int kong_client_tls_alpn_select_cb(SSL *ssl,
 // - `KONG_CLIENT_TLS_NO_CERTIFICATE`: the client sent no certificate; `*len` is 0;
 // - `KONG_CLIENT_TLS_BUFFER_TOO_SMALL`: nothing copied; `*len` is the size needed
 //   (PEM length + 1). Pass `buf` NULL and `*len` 0 to ask for the size;
-// - `KONG_CLIENT_TLS_ERROR`: `*err` holds a static message (when `err` is not NULL).
+// - `KONG_CLIENT_TLS_ERROR`: `*err` holds a message (when `err` is not NULL; see the
+//   header's note on errors).
 //
 // # Safety
 // `ssl` is NULL or a live `SSL *`; `buf` is NULL or writable for `*len` bytes; `len` is
@@ -174,8 +177,8 @@ int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
 // Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
 // it again on the same connection replaces the previous store and CA list.
 //
-// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
-// in `*err` (when `err` is not NULL). On error the connection is left unchanged.
+// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+// (when `err` is not NULL; see the header's note on errors). On error the connection is left unchanged.
 //
 // # Safety
 // `ssl` is NULL or a live `SSL *`; `ca_certs` is NULL or a live `STACK_OF(X509) *`
@@ -199,8 +202,8 @@ int kong_client_tls_request_client_certificate(SSL *ssl,
 // It installs this `SSL`'s not-resumable-session callback
 // (`SSL_set_not_resumable_session_callback`), replacing any set on the `SSL`.
 //
-// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
-// in `*err` (when `err` is not NULL).
+// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+// (when `err` is not NULL; see the header's note on errors).
 //
 // # Safety
 // `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.

@@ -15,16 +15,16 @@ use openssl::x509::{X509Ref, X509};
 use openssl_sys::SSL;
 
 use crate::error::{
-    guard, Error, KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_NO_CERTIFICATE,
+    guard_connection, Error, KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_NO_CERTIFICATE,
     KONG_CLIENT_TLS_OK,
 };
 use crate::ssl::server_ssl;
 use crate::sys::SSL_get0_peer_certificate;
 
-const NULL_OUT: Error = Error(c"pem and len must not be NULL");
-const NULL_LEN: Error = Error(c"len must not be NULL");
-const NULL_BUF: Error = Error(c"buf is NULL but *len is not 0");
-const PEM_ENCODING: Error = Error(c"cannot PEM-encode the client certificate chain");
+const NULL_OUT: Error = Error::new(c"pem and len must not be NULL");
+const NULL_LEN: Error = Error::new(c"len must not be NULL");
+const NULL_BUF: Error = Error::new(c"buf is NULL but *len is not 0");
+const PEM_ENCODING: Error = Error::new(c"cannot PEM-encode the client certificate chain");
 
 /// The encoded chain of one connection; `pem` ends with a NUL that [`CachedChain::pem`]
 /// excludes.
@@ -78,7 +78,8 @@ fn encode_chain<'a>(
     leaf: &'a X509Ref,
     chain: impl Iterator<Item = &'a X509Ref>,
 ) -> Result<Box<[u8]>, Error> {
-    crate::pem::certificates_with_nul(std::iter::once(leaf).chain(chain)).map_err(|_| PEM_ENCODING)
+    crate::pem::certificates_with_nul(std::iter::once(leaf).chain(chain))
+        .map_err(|stack| PEM_ENCODING.with_openssl(&stack))
 }
 
 /// Copies the PEM of the client's certificate chain (leaf first, then the certificates
@@ -97,7 +98,8 @@ fn encode_chain<'a>(
 /// - `KONG_CLIENT_TLS_NO_CERTIFICATE`: the client sent no certificate; `*len` is 0;
 /// - `KONG_CLIENT_TLS_BUFFER_TOO_SMALL`: nothing copied; `*len` is the size needed
 ///   (PEM length + 1). Pass `buf` NULL and `*len` 0 to ask for the size;
-/// - `KONG_CLIENT_TLS_ERROR`: `*err` holds a static message (when `err` is not NULL).
+/// - `KONG_CLIENT_TLS_ERROR`: `*err` holds a message (when `err` is not NULL; see the
+///   header's note on errors).
 ///
 /// # Safety
 /// `ssl` is NULL or a live `SSL *`; `buf` is NULL or writable for `*len` bytes; `len` is
@@ -109,7 +111,7 @@ pub unsafe extern "C" fn kong_client_tls_get_full_client_certificate_chain(
     len: *mut usize,
     err: *mut *const c_char,
 ) -> c_int {
-    guard(err, || {
+    guard_connection(ssl, err, || {
         // SAFETY: forwarded from this function's contract.
         let ssl = unsafe { server_ssl(ssl) }?;
         if len.is_null() {
@@ -155,7 +157,7 @@ pub unsafe extern "C" fn kong_client_tls_get0_full_client_certificate_chain(
     len: *mut usize,
     err: *mut *const c_char,
 ) -> c_int {
-    guard(err, || {
+    guard_connection(ssl, err, || {
         // SAFETY: forwarded from this function's contract.
         let ssl = unsafe { server_ssl(ssl) }?;
         if pem.is_null() || len.is_null() {

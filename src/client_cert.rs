@@ -21,14 +21,14 @@ use openssl::x509::{X509Ref, X509};
 use openssl_sys::{stack_st_X509, OPENSSL_STACK, SSL};
 
 use crate::binding::{self, ServerName};
-use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
+use crate::error::{guard_connection, Error, KONG_CLIENT_TLS_OK};
 use crate::session;
 use crate::ssl::{client_hello_extension, server_ssl_placement, Placement};
 use crate::sys::TLSEXT_TYPE_SERVER_NAME;
 
-const EMPTY_CA_LIST: Error = Error(c"ca_certs is an empty certificate stack");
-const NULL_CA_ENTRY: Error = Error(c"ca_certs contains a NULL certificate");
-const REBIND: Error = Error(
+const EMPTY_CA_LIST: Error = Error::new(c"ca_certs is an empty certificate stack");
+const NULL_CA_ENTRY: Error = Error::new(c"ca_certs contains a NULL certificate");
+const REBIND: Error = Error::new(
     c"request_client_certificate already ran at ClientHello time with other ca_certs; resumed sessions skip this phase, so the CA set cannot change here",
 );
 
@@ -75,8 +75,8 @@ const REBIND: Error = Error(
 /// Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
 /// it again on the same connection replaces the previous store and CA list.
 ///
-/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
-/// in `*err` (when `err` is not NULL). On error the connection is left unchanged.
+/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+/// (when `err` is not NULL; see the header's note on errors). On error the connection is left unchanged.
 ///
 /// # Safety
 /// `ssl` is NULL or a live `SSL *`; `ca_certs` is NULL or a live `STACK_OF(X509) *`
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn kong_client_tls_request_client_certificate(
     ca_certs: *const stack_st_X509,
     err: *mut *const c_char,
 ) -> c_int {
-    guard(err, || {
+    guard_connection(ssl, err, || {
         // SAFETY: forwarded from this function's contract.
         let (ssl, placement) = unsafe { server_ssl_placement(ssl) }?;
         // SAFETY: forwarded from this function's contract.

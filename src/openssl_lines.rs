@@ -55,7 +55,7 @@ const VERIFIED: &[Line] = &[
 
 /// Said when the running libcrypto is of a line not in [`VERIFIED`]; the list in the text
 /// is checked against the table by a unit test.
-pub(crate) const UNVERIFIED: Error = Error(
+pub(crate) const UNVERIFIED: Error = Error::new(
     c"the running OpenSSL release line is not verified for kong_client_tls (verified: 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 4.0); its handshake internals may differ, so kong_client_tls refuses to run on it",
 );
 
@@ -114,7 +114,7 @@ mod tests {
             .iter()
             .map(|l| format!("{}.{}", l.major, l.minor))
             .collect();
-        let text = UNVERIFIED.0.to_str().unwrap();
+        let text = UNVERIFIED.message.to_str().unwrap();
         assert!(
             text.contains(&format!("(verified: {})", listed.join(", "))),
             "{text}"

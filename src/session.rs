@@ -33,7 +33,7 @@ use openssl::x509::{X509Name, X509};
 use openssl_sys::{SSL, SSL_OP_NO_TICKET, SSL_VERIFY_PEER, X509_STORE_CTX};
 
 use crate::binding;
-use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
+use crate::error::{guard_connection, Error, KONG_CLIENT_TLS_OK};
 use crate::message;
 use crate::ssl::server_ssl_before_server_hello;
 use crate::sys::{
@@ -109,8 +109,8 @@ pub(crate) fn bound_ca_set(ssl: &SslRef) -> Option<[u8; binding::LEN]> {
 /// It installs this `SSL`'s not-resumable-session callback
 /// (`SSL_set_not_resumable_session_callback`), replacing any set on the `SSL`.
 ///
-/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
-/// in `*err` (when `err` is not NULL).
+/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+/// (when `err` is not NULL; see the header's note on errors).
 ///
 /// # Safety
 /// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
@@ -119,7 +119,7 @@ pub unsafe extern "C" fn kong_client_tls_disable_session_reuse(
     ssl: *mut SSL,
     err: *mut *const c_char,
 ) -> c_int {
-    guard(err, || {
+    guard_connection(ssl, err, || {
         // SAFETY: forwarded from this function's contract.
         let ssl = unsafe { server_ssl_before_server_hello(ssl) }?;
         disable_reuse(ssl)?;

@@ -17,13 +17,13 @@ const VERSION: &CStr =
         Err(_) => panic!("version string"),
     };
 
-const SECOND_LIBSSL: Error = Error(
+const SECOND_LIBSSL: Error = Error::new(
     c"two copies of libssl in one process: the host's SSL_new is not the one kong_client_tls is linked to; build kong_client_tls against the host's OpenSSL",
 );
-const SECOND_LIBCRYPTO: Error = Error(
+const SECOND_LIBCRYPTO: Error = Error::new(
     c"two copies of libcrypto in one process: the host's X509_free is not the one kong_client_tls is linked to; build kong_client_tls against the host's OpenSSL",
 );
-const NO_HOST_LIBSSL: Error = Error(
+const NO_HOST_LIBSSL: Error = Error::new(
     c"the host process exports no libssl symbols, so it cannot be shown to use kong_client_tls's libssl",
 );
 

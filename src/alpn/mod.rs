@@ -32,7 +32,7 @@ use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
 use openssl_sys::SSL;
 
-use crate::error::{guard, Error, KONG_CLIENT_TLS_OK};
+use crate::error::{guard_connection, Error, KONG_CLIENT_TLS_OK};
 use crate::message;
 use crate::ssl::{client_hello_extension, server_ssl_in_client_hello, Placement};
 
@@ -90,8 +90,8 @@ impl HelloExtensions<'_> {
 /// It installs this `SSL`'s message callback, replacing any set on the `SSL` or
 /// inherited from its `SSL_CTX` (nginx sets none).
 ///
-/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a static message stored
-/// in `*err` (when `err` is not NULL).
+/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+/// (when `err` is not NULL; see the header's note on errors).
 ///
 /// # Safety
 /// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
@@ -100,7 +100,7 @@ pub unsafe extern "C" fn kong_client_tls_disable_http2_alpn(
     ssl: *mut SSL,
     err: *mut *const c_char,
 ) -> c_int {
-    guard(err, || {
+    guard_connection(ssl, err, || {
         // SAFETY: forwarded from this function's contract.
         let (ssl, placement) = unsafe { server_ssl_in_client_hello(ssl) }?;
         let index = state_index()?;
