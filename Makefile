@@ -32,7 +32,7 @@ APT_PACKAGES := gcc g++ make perl pkg-config libssl-dev openssl curl valgrind py
                 nginx libnginx-mod-http-lua lua-resty-core lua-check debootstrap shellcheck
 
 .PHONY: all build deps test test-rust test-c test-abi test-openssl test-distros test-matrix \
-        platforms lint header install uninstall clean run bench fuzz
+        platforms lint header install uninstall clean run bench fuzz test-sanitizers
 FUZZ_SECONDS ?= 60
 
 all: build
@@ -178,6 +178,30 @@ fuzz:
 	@mkdir -p fuzz/target/corpus
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run client_hello target/corpus corpus/client_hello \
 	  -- -max_total_time=$(FUZZ_SECONDS)
+
+# The in-process suites with the library under AddressSanitizer (LeakSanitizer included)
+# and Rust's own undefined-behaviour checks (the preconditions of unsafe std calls, via
+# debug assertions, and integer overflow), then the C tests linking that library, built
+# with GCC's -fsanitize=address,undefined. Own target dir: every crate is rebuilt
+# instrumented. The stable toolchain accepts -Zsanitizer with RUSTC_BOOTSTRAP, as for
+# `make fuzz`. CI runs it (.ci/run).
+SAN_DIR     := $(TARGET_DIR)/sanitizers
+SAN_TRIPLE  := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+SAN_RUST    := RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/$(SAN_DIR) \
+               RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on -Coverflow-checks=on"
+SAN_LIB_DIR := $(SAN_DIR)/$(SAN_TRIPLE)/release
+SAN_SUITES  := --lib --test core --test alpn --test alpn_wire --test session_binding --test lua_unit
+test-sanitizers:
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(SAN_RUST) $(CARGO) test --release \
+	  --target $(SAN_TRIPLE) $(SAN_SUITES)
+	$(SAN_RUST) $(CARGO) build --release --lib --target $(SAN_TRIPLE)
+	@mkdir -p $(SAN_DIR)/ctests && rm -rf $(SAN_DIR)/ctests/pki && tests/c/make-pki.sh $(SAN_DIR)/ctests/pki
+	@set -e; for src in tests/c/test_*.c; do \
+	  bin=$(SAN_DIR)/ctests/$$(basename $$src .c); \
+	  $(CC) $(CFLAGS_TEST) -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    $$src -o $$bin $(SAN_LIB_DIR)/libkong_client_tls.a $(LDLIBS_TEST); \
+	  ASAN_OPTIONS=detect_leaks=1 $$bin $(SAN_DIR)/ctests/pki; \
+	done; echo "c tests under ASan+UBSan: all passed"
 
 # Benchmarks (issue 5): runs every group, writes BENCHMARKS.md, prints the ratios.
 # Not part of `make test`. KCT_BENCH_SCALE=0.3 gives a quick, rougher run.

@@ -405,7 +405,7 @@ static struct outcome connect_to(struct server *srv, struct plan *plan, struct c
         else if (X509_NAME_cmp(sk_X509_NAME_value(names, 0), X509_get_subject_name(ca_b)) == 0) out.ca_list = 'B';
         else out.ca_list = '?';
         SSL_get0_alpn_selected(client, &selected, &selected_len);
-        if (selected_len < sizeof(out.alpn)) memcpy(out.alpn, selected, selected_len);
+        if (selected != NULL && selected_len < sizeof(out.alpn)) memcpy(out.alpn, selected, selected_len);
         out.session = SSL_get1_session(client);
         out.server_session = SSL_get1_session(server);
         /* A clean close: SSL_free after an unclosed connection removes its session from
