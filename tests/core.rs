@@ -35,6 +35,11 @@ use support::sys::{
     SSL_CTRL_SESS_NUMBER,
 };
 
+/// The server context most tests use: the "server" ECDSA identity, exactly `version`.
+fn server_ctx(version: SslVersion) -> SslContext {
+    server_context(Pki::get("server", KeyKind::EcdsaP256), version).build()
+}
+
 // ---- small safe wrappers over the C API ------------------------------------------------
 
 /// The zero-copy chain call: (pointer, PEM) or None for no certificate.
@@ -247,7 +252,7 @@ fn verify_depth_zero_accepts_a_leaf_issued_by_a_ca_in_the_list() {
     // list, and that CA is a trust anchor (self-signed root issuing the leaf).
     let pki = Pki::get("client", KeyKind::EcdsaP256);
     for version in VERSIONS {
-        let server_ctx = server_context(Pki::get("server", KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let mut client_ctx = SslContext::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
         client_ctx.set_min_proto_version(Some(version)).unwrap();
         client_ctx.set_max_proto_version(Some(version)).unwrap();
@@ -281,7 +286,7 @@ fn request_client_certificate_twice_replaces_the_ca_list() {
     let client_pki = Pki::get("client", KeyKind::EcdsaP256);
     let other = Pki::get("untrusted", KeyKind::EcdsaP256);
     for version in VERSIONS {
-        let server_ctx = server_context(Pki::get("server", KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let client_ctx = client_context(Some(client_pki), version).build();
         let first = Arc::new(SendStack(CertStack::new(&[
             &other.root.cert,
@@ -305,8 +310,7 @@ fn the_caller_keeps_ownership_of_ca_certs() {
     // The stack and its certificates are freed right after the call, before the handshake
     // uses the CA list: the library must hold its own references.
     let client_pki = Pki::get("client", KeyKind::EcdsaP256);
-    let server_ctx =
-        server_context(Pki::get("server", KeyKind::EcdsaP256), SslVersion::TLS1_3).build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let client_ctx = client_context(Some(client_pki), SslVersion::TLS1_3).build();
     let root_pem = client_pki.root.cert.to_pem().unwrap();
     let calls = hook(move |ssl| {
@@ -371,7 +375,7 @@ fn chain_is_leaf_then_intermediates_encoded_once() {
 #[test]
 fn chain_without_client_certificate_is_no_certificate() {
     for version in VERSIONS {
-        let server_ctx = server_context(Pki::get("server", KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let client_ctx = client_context(None, version).build();
         for hooks in [mtls_hooks(), Hooks::default()] {
             let conn = connect(&server_ctx, &client_ctx, hooks, None);
@@ -530,8 +534,7 @@ fn null_and_client_side_ssl_are_refused() {
 
 #[test]
 fn bad_ca_certs_are_refused_and_change_nothing() {
-    let server_ctx =
-        server_context(Pki::get("server", KeyKind::EcdsaP256), SslVersion::TLS1_3).build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let ssl = Ssl::new(&server_ctx).unwrap();
     let root = Pki::get("client", KeyKind::EcdsaP256).root.cert.clone();
     let empty = CertStack::new(&[]);
@@ -554,8 +557,7 @@ fn bad_ca_certs_are_refused_and_change_nothing() {
 
 #[test]
 fn chain_out_parameters_are_checked() {
-    let server_ctx =
-        server_context(Pki::get("server", KeyKind::EcdsaP256), SslVersion::TLS1_3).build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let ssl = Ssl::new(&server_ctx).unwrap();
     let mut err = ptr::null();
     let mut pem = ptr::null();
@@ -606,8 +608,7 @@ fn chain_out_parameters_are_checked() {
 
 #[test]
 fn hello_phase_functions_refuse_a_finished_handshake() {
-    let server_ctx =
-        server_context(Pki::get("server", KeyKind::EcdsaP256), SslVersion::TLS1_3).build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let client_ctx = client_context(None, SslVersion::TLS1_3).build();
     let conn = connect(&server_ctx, &client_ctx, Hooks::default(), None);
     let server = conn.server().as_ptr();
@@ -632,7 +633,7 @@ fn hello_and_certificate_callbacks_run_in_the_state_the_library_expects() {
     };
     for version in VERSIONS {
         let name = format!("{version:?}");
-        let server_ctx = server_context(Pki::get("server", KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let client_ctx = client_context(None, version).build();
         let seen: Arc<Mutex<Vec<(&str, c_int)>>> = Arc::default();
         let record = |callback: &'static str| {
@@ -684,8 +685,7 @@ fn versions_and_libssl_identity() {
 #[test]
 fn concurrent_connections_on_many_threads() {
     let client_pki = Pki::get("client", KeyKind::EcdsaP256);
-    let server_ctx =
-        server_context(Pki::get("server", KeyKind::EcdsaP256), SslVersion::TLS1_3).build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let client_ctx = client_context(Some(client_pki), SslVersion::TLS1_3).build();
     let ca = Arc::new(SendStack(CertStack::new(&[&client_pki.root.cert])));
     std::thread::scope(|scope| {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use mlua::{Lua, Table, Value};
 
 mod support;
-use support::kong::{allowed_phases, wrong_phase_message, FUNCTIONS};
+use support::kong::{allowed_phases, kong_phase, wrong_phase_message, FUNCTIONS};
 use support::paths::library;
 
 const MODULE: &str = include_str!("../lua/kong_client_tls.lua");
@@ -131,15 +131,6 @@ fn call(lua: &Lua, phase: &str, func: &str, args: &str) -> Result<(i64, String),
 }
 
 /// ngx.get_phase() name → Kong's name, from the reference's table.
-fn kong_name(ngx_phase: &str) -> &str {
-    match ngx_phase {
-        "ssl_client_hello" => "client_hello",
-        "ssl_cert" => "certificate",
-        "content" => "response",
-        other => other,
-    }
-}
-
 const NGX_PHASES: [&str; 17] = [
     "init",
     "init_worker",
@@ -184,7 +175,7 @@ fn every_function_in_every_phase() {
     let lua = loaded();
     let mut checked = 0;
     for ngx_phase in NGX_PHASES {
-        let current = kong_name(ngx_phase);
+        let current = kong_phase(ngx_phase);
         for func in FUNCTIONS {
             let allowed = allowed_phases(func);
             let arg = if func == "set_client_verify" {

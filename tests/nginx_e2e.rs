@@ -33,7 +33,9 @@ const NOT_TLS: &str = "connection is not TLS or TLS support for Nginx not enable
 
 // Every function in every phase ---------------------------------------------------
 
-use support::kong::{allowed_phases as allowed, wrong_phase_message, FUNCTIONS as FUNCS};
+use support::kong::{
+    allowed_phases as allowed, kong_phase, wrong_phase_message, FUNCTIONS as FUNCS,
+};
 
 /// The line of `tests/nginx/kct_e2e.lua` that calls the API: level-2 errors point there.
 fn invoke_line() -> String {
@@ -48,11 +50,7 @@ fn invoke_line() -> String {
 
 /// What the probe must have recorded for `func` in `label` (probe phase label).
 fn expected(label: &str, func: &str, chain: Option<&str>) -> String {
-    let kong = match label {
-        "client_hello" | "certificate" => label,
-        "content" => "response",
-        other => other,
-    };
+    let kong = kong_phase(label);
     let ok = allowed(func);
     if !ok.contains(&kong) {
         return format!("err|{}|{}", invoke_line(), wrong_phase_message(kong, func));

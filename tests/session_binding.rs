@@ -27,7 +27,8 @@ use openssl::x509::{X509VerifyResult, X509};
 use openssl_sys::SSL;
 use support::api::{disable_session_reuse, request_client_certificate, CertStack};
 use support::memtls::{
-    connect_ssl, count_client_hellos, hook, install_hook_callbacks, ClosureHook, Connection, Hooks,
+    client_context_presenting, connect_ssl, count_client_hellos, hook, install_hook_callbacks,
+    ClosureHook, Connection, Hooks,
 };
 use support::pki::{issue, new_key, Identity, KeyKind, Pki};
 use support::sessions::SessionPath;
@@ -245,19 +246,7 @@ impl Server {
 }
 
 fn client_ssl(identity: Option<&Identity>, version: SslVersion) -> Ssl {
-    Ssl::new(&client_context_builder(identity, version).build()).unwrap()
-}
-
-fn client_context_builder(identity: Option<&Identity>, version: SslVersion) -> SslContextBuilder {
-    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(version)).unwrap();
-    ctx.set_max_proto_version(Some(version)).unwrap();
-    ctx.set_verify(SslVerifyMode::NONE);
-    if let Some(id) = identity {
-        ctx.set_certificate(&id.cert).unwrap();
-        ctx.set_private_key(&id.key).unwrap();
-    }
-    ctx
+    Ssl::new(&client_context_presenting(version, identity, &[]).build()).unwrap()
 }
 
 /// The verdict a server reports, as nginx's `$ssl_client_verify` derives it.
@@ -608,7 +597,7 @@ fn the_binding_holds_across_a_hello_retry_request() {
     // during the first ClientHello already changes nginx's own session id context; the CA
     // set of one name is what only the binding tells apart.)
     let retrying_client = || {
-        let mut ctx = client_context_builder(Some(client_a()), SslVersion::TLS1_3);
+        let mut ctx = client_context_presenting(SslVersion::TLS1_3, Some(client_a()), &[]);
         ctx.set_groups_list("P-384:X25519").unwrap();
         let ssl = Ssl::new(&ctx.build()).unwrap();
         let hellos = count_client_hellos(&ssl);

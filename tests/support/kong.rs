@@ -33,6 +33,18 @@ pub fn functions_lua_table() -> String {
     format!("{{ {} }}", quoted.join(", "))
 }
 
+/// The Kong name of the ngx phase `ngx_phase` (`ngx.get_phase()`): Kong calls the TLS
+/// phases `client_hello` and `certificate` and the content phase `response`; the others
+/// keep their name (a Kong name is returned unchanged).
+pub fn kong_phase(ngx_phase: &str) -> &str {
+    match ngx_phase {
+        "ssl_client_hello" => "client_hello",
+        "ssl_cert" => "certificate",
+        "content" => "response",
+        other => other,
+    }
+}
+
 /// The Kong phases in which `func` may run.
 pub fn allowed_phases(func: &str) -> &'static [&'static str] {
     match func {

@@ -30,7 +30,9 @@ use openssl::ssl::{
 };
 use openssl_sys::{SSL, SSL_CTX};
 
-use super::pki::Pki;
+use openssl::x509::X509;
+
+use super::pki::{Identity, Pki};
 use super::sys::{
     SSL_CTX_set_cert_cb, SSL_CTX_set_client_hello_cb, SSL_ctrl, SSL_set_msg_callback,
     SSL3_RT_HANDSHAKE, SSL_CLIENT_HELLO_RETRY, SSL_CLIENT_HELLO_SUCCESS,
@@ -121,17 +123,32 @@ pub fn server_context(identity: &Pki, version: SslVersion) -> SslContextBuilder 
     ctx
 }
 
-/// A client context for `version`; with `identity`, it presents leaf + intermediate.
+/// A client context for `version`; with `identity`, it presents its leaf and
+/// intermediates.
 pub fn client_context(identity: Option<&Pki>, version: SslVersion) -> SslContextBuilder {
+    match identity {
+        Some(pki) => client_context_presenting(version, Some(&pki.leaf), &pki.chain()),
+        None => client_context_presenting(version, None, &[]),
+    }
+}
+
+/// A client context for exactly `version` that does not verify the server and, with
+/// `identity`, presents its certificate followed by `chain`.
+pub fn client_context_presenting(
+    version: SslVersion,
+    identity: Option<&Identity>,
+    chain: &[&X509],
+) -> SslContextBuilder {
     let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
     ctx.set_min_proto_version(Some(version)).unwrap();
     ctx.set_max_proto_version(Some(version)).unwrap();
     ctx.set_verify(openssl::ssl::SslVerifyMode::NONE);
     if let Some(id) = identity {
-        ctx.set_certificate(&id.leaf.cert).unwrap();
-        ctx.add_extra_chain_cert(id.intermediate().cert.clone())
-            .unwrap();
-        ctx.set_private_key(&id.leaf.key).unwrap();
+        ctx.set_certificate(&id.cert).unwrap();
+        ctx.set_private_key(&id.key).unwrap();
+        for cert in chain {
+            ctx.add_extra_chain_cert((*cert).clone()).unwrap();
+        }
     }
     ctx
 }
