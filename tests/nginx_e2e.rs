@@ -17,7 +17,7 @@ use support::clients::{self, get, get_plain, results, ClientCert, Request, SClie
 use support::memtls::VERSIONS;
 use support::nginx::{self, ssl_server, Discovery, Nginx, Ports, Setup};
 use support::pki::{self, KeyKind, Pki};
-use support::{paths, sys};
+use support::{paths, process, sys};
 
 fn server_pki() -> &'static Pki {
     Pki::get("server", KeyKind::EcdsaP256)
@@ -291,6 +291,10 @@ fn raw_headers(port: u16, path: &str) -> String {
 
 // request_client_certificate against ngx.ssl.verify_client(ca, 0) -----------------
 
+/// The servers of `mtls_http`: ours and the reference, with a CA list and without, and
+/// ours over HTTP/2.
+const MTLS_PORTS: [&str; 5] = ["ours_ca", "ref_ca", "ours_none", "ref_none", "h2"];
+
 fn mtls_http(p: &Ports) -> String {
     let server = |port: u16, body: &str| {
         format!(
@@ -348,7 +352,7 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
     let nginx = Nginx::start_with(
         "mtls",
         &Setup::discovery(Discovery::Env),
-        &["ours_ca", "ref_ca", "ours_none", "ref_none", "h2"],
+        &MTLS_PORTS,
         &files,
         &mtls_http,
     );
@@ -887,4 +891,77 @@ fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
     );
     assert!(log.contains(&want), "no `{want}` in:\n{log}");
     assert!(log.contains("init_by_lua"), "{log}");
+}
+
+// The harness ---------------------------------------------------------------------------
+
+/// nginx started under a wrapper command (as the benches run it under callgrind) is the
+/// nginx the harness waits for, names and stops: here `env KCT_WRAPPED=1`, which execs
+/// nginx with that variable (which nginx then reports). As one process and as a master
+/// with a worker, the library loads, mutual-TLS handshakes work, and the process the
+/// harness holds is nginx itself.
+#[test]
+fn nginx_runs_under_a_wrapper_command() {
+    let mut files = nginx::server_files(server_pki());
+    files.push((
+        "client-ca.pem",
+        pki::pem(&client_pki().root.cert).into_bytes(),
+    ));
+    let leaf = ClientCert::leaf(client_pki());
+    let ports: Vec<&str> = MTLS_PORTS.iter().copied().chain(["env"]).collect();
+    let http = |p: &Ports| {
+        format!(
+            r#"{}
+    server {{
+        listen 127.0.0.1:{};
+        location / {{ content_by_lua_block {{ ngx.print(os.getenv("KCT_WRAPPED")) }} }}
+    }}
+"#,
+            mtls_http(p),
+            p.get("env")
+        )
+    };
+    for main in [
+        "env KCT_WRAPPED;",
+        "env KCT_WRAPPED;\nmaster_process on;\nworker_processes 1;",
+    ] {
+        let setup = Setup {
+            wrapper: &["env", "KCT_WRAPPED=1"],
+            main,
+            ..Setup::default()
+        };
+        let nginx = Nginx::start_with("wrapped", &setup, &ports, &files, &http);
+        assert_eq!(
+            get_plain(nginx.port("env"), "/"),
+            (200, "1".to_string()),
+            "{main:?}: the wrapper's variable"
+        );
+        for version in VERSIONS {
+            let ctx = format!("{} {main:?}", clients::tls_label(version));
+            let reply = get(&Request::new(nginx.port("ours_ca"), "/", version).cert(Some(&leaf)));
+            assert_eq!(reply.status, 200, "{ctx}");
+            assert_eq!(
+                reply.header("X-Protocol"),
+                clients::tls_label(version),
+                "{ctx}"
+            );
+            assert_eq!(reply.body, leaf.chain_pem(), "{ctx}");
+        }
+        let exe = std::fs::read_link(format!("/proc/{}/exe", nginx.pid())).unwrap();
+        assert!(
+            exe.ends_with(nginx::NGINX.trim_start_matches('/')),
+            "{main:?}: {exe:?}"
+        );
+        let workers = nginx.workers();
+        if !main.contains("master_process on") {
+            assert_eq!(workers, vec![nginx.pid()], "one process");
+        } else {
+            assert_eq!(workers, vec![nginx.worker()], "one worker");
+            assert_ne!(nginx.worker(), nginx.pid(), "the worker is not the master");
+        }
+        for pid in workers {
+            assert!(process::usage(pid).rss_kb > 0, "{main:?}: RSS of {pid}");
+        }
+        nginx.finish();
+    }
 }

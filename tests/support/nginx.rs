@@ -194,8 +194,9 @@ pub struct Setup<'a> {
     pub log_level: &'a str,
     /// `worker_connections`.
     pub worker_connections: u32,
-    /// A command nginx runs under (e.g. `["valgrind", "--tool=callgrind"]`), on the
-    /// host's nginx only; its process is the one [`Nginx`] stops.
+    /// A command nginx runs under (e.g. `["valgrind", "--tool=callgrind"]`), run where
+    /// nginx runs (inside the root with `KCT_NGINX_ROOT`); its process is the one
+    /// [`Nginx`] stops and [`Nginx::pid`] names.
     pub wrapper: &'a [&'a str],
     /// How long to wait for every port to accept connections.
     pub start_timeout: Duration,
@@ -278,10 +279,6 @@ impl Nginx {
         http: HttpBlock,
     ) -> Result<Nginx, String> {
         check_prerequisites().unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            setup.wrapper.is_empty() || nginx_root().is_none(),
-            "a wrapper runs only the host's nginx"
-        );
         let dir = temp_dir(name);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("logs")).unwrap();
@@ -434,14 +431,7 @@ impl Drop for Nginx {
 /// Starts nginx on `dir/nginx.conf` (under the setup's wrapper, if any), guarded, dying
 /// with the thread that started it even if no Drop runs.
 fn spawn(dir: &Path, setup: &Setup) -> ChildGuard {
-    let mut command = match setup.wrapper.split_first() {
-        Some((program, args)) => {
-            let mut c = Command::new(program);
-            c.args(args).arg(NGINX);
-            c
-        }
-        None => nginx_command(dir, &release_dir()),
-    };
+    let mut command = nginx_command(dir, &release_dir(), setup.wrapper);
     command.envs(setup.env.iter().copied());
     // nginx writes to stderr only before its error log is open (and the root's mounts may
     // fail): kept for the message when it does not start.
@@ -464,15 +454,19 @@ fn spawn(dir: &Path, setup: &Setup) -> ChildGuard {
     })
 }
 
-/// The command that runs nginx (its arguments follow): the host's `/usr/sbin/nginx`, or
-/// with `KCT_NGINX_ROOT` the root's, through `tests/distro/in-root.sh`: chrooted, in a
-/// mount namespace of its own where the clone, the test's temp dir and the library's
-/// directory are bind-mounted at the same paths as on the host, so that the generated
-/// config works unchanged. The mounts exist only in that namespace and end with nginx,
-/// and the script execs its way to nginx, which keeps the pid (and PR_SET_PDEATHSIG).
-fn nginx_command(dir: &Path, release: &Path) -> Command {
+/// The command that runs nginx (its arguments follow), under `wrapper` if not empty: the
+/// host's `/usr/sbin/nginx`, or with `KCT_NGINX_ROOT` the root's, through
+/// `tests/distro/in-root.sh`: chrooted, in a mount namespace of its own where the clone,
+/// the test's temp dir and the library's directory are bind-mounted at the same paths as
+/// on the host, so that the generated config works unchanged. The mounts exist only in
+/// that namespace and end with nginx, and the script execs its way to the wrapper or
+/// nginx, which keeps the pid (and PR_SET_PDEATHSIG).
+fn nginx_command(dir: &Path, release: &Path, wrapper: &[&str]) -> Command {
+    let program: Vec<&str> = wrapper.iter().copied().chain([NGINX]).collect();
     let Some(chroot) = nginx_root() else {
-        return Command::new(NGINX);
+        let mut command = Command::new(program[0]);
+        command.args(&program[1..]);
+        return command;
     };
     // Each path once; one inside another is already visible through it.
     let mut binds: Vec<&Path> = Vec::new();
@@ -483,7 +477,7 @@ fn nginx_command(dir: &Path, release: &Path) -> Command {
         }
     }
     let mut command = Command::new(repo_root().join("tests/distro/in-root.sh"));
-    command.arg(&chroot).args(binds).args(["--", NGINX]);
+    command.arg(&chroot).args(binds).arg("--").args(program);
     command
 }
 
