@@ -29,14 +29,12 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use openssl::ssl::{Ssl, SslContext, SslMethod, SslSession, SslVerifyMode, SslVersion};
+use openssl::ssl::{SslSession, SslVersion};
 
-use support::clients::{self, SClient, SClientOutput};
+use support::clients::{self, Request, SClient, SClientOutput};
 use support::memtls::{count_client_hellos, VERSIONS};
 use support::nginx::{self, Nginx, Ports, Setup};
 use support::pki::{KeyKind, Pki};
@@ -227,31 +225,18 @@ impl Outcome {
 /// A handshake, then `GET /` over whatever ALPN selected (HTTP/2 for `h2`, else
 /// HTTP/1.1); `Err` with OpenSSL's message when the handshake fails.
 fn fetch(h: &Hello) -> Result<Outcome, String> {
-    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(h.version)).unwrap();
-    ctx.set_max_proto_version(Some(h.version)).unwrap();
-    ctx.set_verify(SslVerifyMode::NONE);
-    if let Some(alpn) = h.alpn {
-        ctx.set_alpn_protos(alpn).unwrap();
-    }
-    if let Some(groups) = h.groups {
-        ctx.set_groups_list(groups).unwrap();
-    }
-    let ctx = ctx.build();
-    let mut ssl = Ssl::new(&ctx).unwrap();
+    let mut req = Request::new(h.port, "/", h.version)
+        .alpn(h.alpn)
+        .groups(h.groups)
+        .session(h.session);
     // An empty name: no SNI at all.
     if !h.sni.is_empty() {
-        ssl.set_hostname(h.sni).unwrap();
+        req = req.sni(h.sni);
     }
     let host = if h.sni.is_empty() { "127.0.0.1" } else { h.sni };
-    if let Some(session) = h.session {
-        // SAFETY: the session comes from a client with the same settings.
-        unsafe { ssl.set_session(session).unwrap() };
-    }
-    let sent = count_client_hellos(&ssl);
-    let tcp = TcpStream::connect(("127.0.0.1", h.port)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut stream = ssl.connect(tcp).map_err(|e| e.to_string())?;
+    let mut sent = None;
+    let mut stream = clients::handshake(&req, |ssl| sent = Some(count_client_hellos(ssl)))?;
+    let sent = sent.unwrap();
     let alpn = stream
         .ssl()
         .selected_alpn_protocol()
@@ -283,16 +268,7 @@ fn http11_get(stream: &mut impl ReadWrite, host: &str) -> String {
         "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) if !raw.is_empty() => break,
-            Err(e) => panic!("reading the HTTP/1.1 response: {e}"),
-        }
-    }
+    let raw = clients::read_to_close(stream, "the HTTP/1.1 response");
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP/1.1 response");
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use foreign_types::ForeignTypeRef;
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{Ssl, SslContext, SslMethod, SslSession, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    Ssl, SslContext, SslMethod, SslRef, SslSession, SslStream, SslVerifyMode, SslVersion,
+};
 use openssl::stack::StackRef;
 use openssl::x509::{X509Name, X509};
 
@@ -59,6 +61,8 @@ impl ClientCert {
 
 // The Rust client ----------------------------------------------------------------------
 
+/// A connection to 127.0.0.1:`port` over exactly `version` that does not verify the
+/// server, and (for [`get`]) the request made on it.
 pub struct Request<'a> {
     pub port: u16,
     pub path: &'a str,
@@ -66,6 +70,10 @@ pub struct Request<'a> {
     pub sni: Option<&'a str>,
     pub cert: Option<&'a ClientCert>,
     pub session: Option<&'a SslSession>,
+    /// The ALPN list offered (wire format), none by default.
+    pub alpn: Option<&'a [u8]>,
+    /// The key-share groups (`set_groups_list`), OpenSSL's by default.
+    pub groups: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -77,6 +85,8 @@ impl<'a> Request<'a> {
             sni: None,
             cert: None,
             session: None,
+            alpn: None,
+            groups: None,
         }
     }
     pub fn sni(mut self, sni: &'a str) -> Self {
@@ -89,6 +99,14 @@ impl<'a> Request<'a> {
     }
     pub fn session(mut self, session: Option<&'a SslSession>) -> Self {
         self.session = session;
+        self
+    }
+    pub fn alpn(mut self, alpn: Option<&'a [u8]>) -> Self {
+        self.alpn = alpn;
+        self
+    }
+    pub fn groups(mut self, groups: Option<&'a str>) -> Self {
+        self.groups = groups;
         self
     }
 }
@@ -135,8 +153,12 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.0 request over TLS with exactly `req.version`.
-pub fn get(req: &Request) -> Reply {
+/// The TLS handshake of `req` (its request is not sent); `prepare` sees the client `SSL`
+/// just before (e.g. to count its ClientHellos). `Err` with OpenSSL's message.
+pub fn handshake(
+    req: &Request,
+    prepare: impl FnOnce(&SslRef),
+) -> Result<SslStream<TcpStream>, String> {
     let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
     ctx.set_min_proto_version(Some(req.version)).unwrap();
     ctx.set_max_proto_version(Some(req.version)).unwrap();
@@ -148,6 +170,12 @@ pub fn get(req: &Request) -> Reply {
         }
         ctx.set_private_key(&c.key).unwrap();
     }
+    if let Some(alpn) = req.alpn {
+        ctx.set_alpn_protos(alpn).unwrap();
+    }
+    if let Some(groups) = req.groups {
+        ctx.set_groups_list(groups).unwrap();
+    }
     let ctx = ctx.build();
     let mut ssl = Ssl::new(&ctx).unwrap();
     if let Some(sni) = req.sni {
@@ -157,27 +185,36 @@ pub fn get(req: &Request) -> Reply {
         // SAFETY: the session comes from a client of the same settings.
         unsafe { ssl.set_session(session).unwrap() };
     }
+    prepare(&ssl);
     let tcp = TcpStream::connect(("127.0.0.1", req.port)).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut stream = ssl
-        .connect(tcp)
-        .unwrap_or_else(|e| panic!("handshake with port {}: {e}", req.port));
-    let host = req.sni.unwrap_or("localhost");
-    write!(stream, "GET {} HTTP/1.0\r\nHost: {host}\r\n\r\n", req.path).unwrap();
+    ssl.connect(tcp).map_err(|e| e.to_string())
+}
+
+/// Everything `stream` sends until it closes. A peer closing without close_notify after
+/// the full response is a close; an error before anything arrived panics (`what` says
+/// where).
+pub fn read_to_close(stream: &mut impl Read, what: &str) -> Vec<u8> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if !raw.is_empty() => {
-                // A peer closing without close_notify after the full response.
-                let _ = e;
-                break;
-            }
-            Err(e) => panic!("reading from port {}: {e}", req.port),
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => panic!("reading {what}: {e}"),
         }
     }
+    raw
+}
+
+/// One HTTP/1.0 request over TLS with exactly `req.version`.
+pub fn get(req: &Request) -> Reply {
+    let mut stream =
+        handshake(req, |_| {}).unwrap_or_else(|e| panic!("handshake with port {}: {e}", req.port));
+    let host = req.sni.unwrap_or("localhost");
+    write!(stream, "GET {} HTTP/1.0\r\nHost: {host}\r\n\r\n", req.path).unwrap();
+    let raw = read_to_close(&mut stream, &format!("from port {}", req.port));
     // A clean close (close_notify sent): OpenSSL marks the session of a connection freed
     // without one as not resumable.
     let _ = stream.shutdown();
