@@ -28,9 +28,8 @@ use openssl::ssl::{
     ClientHelloResponse, ErrorCode, ShutdownState, Ssl, SslContext, SslContextBuilder, SslMethod,
     SslRef, SslSession, SslSessionRef, SslStream, SslVersion,
 };
-use openssl_sys::{SSL, SSL_CTX};
-
 use openssl::x509::X509;
+use openssl_sys::{SSL, SSL_CTX};
 
 use super::pki::{Identity, Pki};
 use super::sys::{
