@@ -291,47 +291,28 @@ impl Nginx {
             let ports = Ports::free(ports);
             fs::write(dir.join("nginx.conf"), config(&dir, setup, &http(&ports))).unwrap();
             let _ = fs::remove_file(dir.join("logs/error.log"));
-            let mut nginx = Nginx {
-                process: spawn(&dir, setup),
-                dir: dir.clone(),
-                ports,
-            };
-            match nginx.wait_ready(setup.start_timeout) {
-                Ok(()) => return Ok(nginx),
+            let mut process = spawn(&dir, setup);
+            match wait_ready(&mut process, &dir, &ports, setup.start_timeout) {
+                Ok(()) => {
+                    return Ok(Nginx {
+                        process,
+                        dir,
+                        ports,
+                    })
+                }
                 Err(log) => {
-                    drop(nginx);
+                    drop(process);
+                    // The next attempt reuses the dir: removed only when giving up.
                     if !log.contains("Address already in use") {
+                        let _ = fs::remove_dir_all(&dir);
                         return Err(log);
                     }
                     last_log = log;
                 }
             }
         }
+        let _ = fs::remove_dir_all(&dir);
         Err(format!("nginx could not bind its ports:\n{last_log}"))
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        for (_, port) in self.ports.clone().iter() {
-            loop {
-                if let Some(status) = self.process.try_wait() {
-                    let stderr =
-                        fs::read_to_string(self.dir.join("logs/stderr.log")).unwrap_or_default();
-                    return Err(format!(
-                        "(nginx exited: {status})\n{stderr}{}",
-                        self.error_log()
-                    ));
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("(port {port} never opened)\n{}", self.error_log()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Ok(())
     }
 
     /// The port named `name`.
@@ -374,7 +355,7 @@ impl Nginx {
     }
 
     pub fn error_log(&self) -> String {
-        fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
+        error_log(&self.dir)
     }
 
     /// Stops nginx (SIGTERM, then SIGKILL) and returns its exit status.
@@ -426,6 +407,40 @@ impl Drop for Nginx {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+fn error_log(dir: &Path) -> String {
+    fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+}
+
+/// Waits until every port accepts connections; `Err` with the logs when nginx exits
+/// first or the time is up.
+fn wait_ready(
+    process: &mut ChildGuard,
+    dir: &Path,
+    ports: &Ports,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    for (_, port) in ports.iter() {
+        loop {
+            if let Some(status) = process.try_wait() {
+                let stderr = fs::read_to_string(dir.join("logs/stderr.log")).unwrap_or_default();
+                return Err(format!(
+                    "(nginx exited: {status})\n{stderr}{}",
+                    error_log(dir)
+                ));
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("(port {port} never opened)\n{}", error_log(dir)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
 }
 
 /// Starts nginx on `dir/nginx.conf` (under the setup's wrapper, if any), guarded, dying
