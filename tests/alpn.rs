@@ -1,17 +1,13 @@
 //! `disable_http2_alpn` on real handshakes, against a server whose ALPN callback we do
 //! not control (it behaves like nginx's: server preference, fatal alert on no overlap).
 
-mod common;
+mod support;
 
 use std::ffi::{c_char, c_uchar, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{
-    client_context, connect, connect_ssl, count_client_hellos, hook, server_context, Connection,
-    Hooks, KeyKind, Pki, VERSIONS,
-};
 use foreign_types::ForeignTypeRef;
 use kong_client_tls::internal::wire;
 use kong_client_tls::KONG_CLIENT_TLS_OK;
@@ -23,6 +19,11 @@ use openssl::ssl::{
     SslSession, SslSessionCacheMode, SslVersion,
 };
 use openssl_sys::SSL;
+use support::memtls::{
+    client_context, connect, connect_ssl, count_client_hellos, hook, server_context, Connection,
+    Hooks, VERSIONS,
+};
+use support::pki::{KeyKind, Pki};
 
 const NGINX_PROTOCOLS: &[u8] = b"\x02h2\x08http/1.1";
 const H2_AND_HTTP11: &[u8] = b"\x02h2\x08http/1.1";

@@ -2,16 +2,12 @@
 //! made from the callbacks where nginx runs Lua, and every outcome compared with what
 //! OpenSSL itself gives for the reference setup.
 
-mod common;
+mod support;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
 use std::sync::{Arc, Mutex};
 
-use common::api::{disable_session_reuse, message, request_client_certificate, CertStack};
-use common::pki::KEY_KINDS;
-use common::sessions::{ExternalCache, SessionPath};
-use common::{client_context, connect, hook, server_context, Connection, Hooks, Pki, VERSIONS};
 use foreign_types::{ForeignType, ForeignTypeRef};
 use kong_client_tls::kong_client_tls_disable_session_reuse;
 use kong_client_tls::{
@@ -29,14 +25,20 @@ use openssl::ssl::{Ssl, SslContext, SslRef, SslSession, SslVerifyMode, SslVersio
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Name, X509NameRef, X509};
-use openssl_sys::{stack_st_X509_NAME, SSL, SSL_SESSION};
+use openssl_sys::SSL;
+use support::api::{disable_session_reuse, message, request_client_certificate, CertStack};
+use support::memtls::{client_context, connect, hook, server_context, Connection, Hooks, VERSIONS};
+use support::pki::{KeyKind, Pki, KEY_KINDS};
+use support::sessions::{ExternalCache, SessionPath};
+use support::sys::{
+    SSL_CTX_ctrl, SSL_SESSION_is_resumable, SSL_get_client_CA_list, SSL_get_state,
+    SSL_CTRL_SESS_NUMBER,
+};
 
-extern "C" {
-    fn SSL_get_client_CA_list(ssl: *const SSL) -> *mut stack_st_X509_NAME;
-    fn SSL_SESSION_is_resumable(session: *const SSL_SESSION) -> c_int;
-    fn SSL_CTX_ctrl(ctx: *mut openssl_sys::SSL_CTX, cmd: c_int, larg: i64, parg: *mut u8) -> i64;
+/// The server context most tests use: the "server" ECDSA identity, exactly `version`.
+fn server_ctx(version: SslVersion) -> SslContext {
+    server_context(Pki::get("server", KeyKind::EcdsaP256), version).build()
 }
-const SSL_CTRL_SESS_NUMBER: c_int = 20;
 
 // ---- small safe wrappers over the C API ------------------------------------------------
 
@@ -157,7 +159,7 @@ fn observe(conn: &Connection) -> Observed {
 
 #[test]
 fn request_client_certificate_matches_verify_client_reference() {
-    let untrusted = Pki::get("untrusted", common::KeyKind::EcdsaP256);
+    let untrusted = Pki::get("untrusted", KeyKind::EcdsaP256);
     for version in VERSIONS {
         for kind in KEY_KINDS {
             let server_pki = Pki::get("server", kind);
@@ -166,7 +168,7 @@ fn request_client_certificate_matches_verify_client_reference() {
             let ca_choices: [Option<Vec<X509>>; 4] = [
                 None,
                 Some(vec![client_pki.root.cert.clone()]),
-                Some(vec![client_pki.intermediate.cert.clone()]),
+                Some(vec![client_pki.intermediate().cert.clone()]),
                 Some(vec![
                     client_pki.root.cert.clone(),
                     untrusted.root.cert.clone(),
@@ -248,10 +250,9 @@ unsafe impl Sync for SendStack {}
 fn verify_depth_zero_accepts_a_leaf_issued_by_a_ca_in_the_list() {
     // The one SUCCESS case of depth 0: the client's leaf is signed directly by a CA in the
     // list, and that CA is a trust anchor (self-signed root issuing the leaf).
-    let pki = Pki::get("client", common::KeyKind::EcdsaP256);
+    let pki = Pki::get("client", KeyKind::EcdsaP256);
     for version in VERSIONS {
-        let server_ctx =
-            server_context(Pki::get("server", common::KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let mut client_ctx = SslContext::builder(openssl::ssl::SslMethod::tls_client()).unwrap();
         client_ctx.set_min_proto_version(Some(version)).unwrap();
         client_ctx.set_max_proto_version(Some(version)).unwrap();
@@ -282,15 +283,14 @@ fn verify_depth_zero_accepts_a_leaf_issued_by_a_ca_in_the_list() {
 
 #[test]
 fn request_client_certificate_twice_replaces_the_ca_list() {
-    let client_pki = Pki::get("client", common::KeyKind::EcdsaP256);
-    let other = Pki::get("untrusted", common::KeyKind::EcdsaP256);
+    let client_pki = Pki::get("client", KeyKind::EcdsaP256);
+    let other = Pki::get("untrusted", KeyKind::EcdsaP256);
     for version in VERSIONS {
-        let server_ctx =
-            server_context(Pki::get("server", common::KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let client_ctx = client_context(Some(client_pki), version).build();
         let first = Arc::new(SendStack(CertStack::new(&[
             &other.root.cert,
-            &other.intermediate.cert,
+            &other.intermediate().cert,
         ])));
         let second = Arc::new(SendStack(CertStack::new(&[&client_pki.root.cert])));
         let calls = hook(move |ssl| {
@@ -309,12 +309,8 @@ fn request_client_certificate_twice_replaces_the_ca_list() {
 fn the_caller_keeps_ownership_of_ca_certs() {
     // The stack and its certificates are freed right after the call, before the handshake
     // uses the CA list: the library must hold its own references.
-    let client_pki = Pki::get("client", common::KeyKind::EcdsaP256);
-    let server_ctx = server_context(
-        Pki::get("server", common::KeyKind::EcdsaP256),
-        SslVersion::TLS1_3,
-    )
-    .build();
+    let client_pki = Pki::get("client", KeyKind::EcdsaP256);
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let client_ctx = client_context(Some(client_pki), SslVersion::TLS1_3).build();
     let root_pem = client_pki.root.cert.to_pem().unwrap();
     let calls = hook(move |ssl| {
@@ -379,8 +375,7 @@ fn chain_is_leaf_then_intermediates_encoded_once() {
 #[test]
 fn chain_without_client_certificate_is_no_certificate() {
     for version in VERSIONS {
-        let server_ctx =
-            server_context(Pki::get("server", common::KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let client_ctx = client_context(None, version).build();
         for hooks in [mtls_hooks(), Hooks::default()] {
             let conn = connect(&server_ctx, &client_ctx, hooks, None);
@@ -393,7 +388,7 @@ fn chain_without_client_certificate_is_no_certificate() {
 
 #[test]
 fn chain_on_resumed_sessions() {
-    let client_pki = Pki::get("client", common::KeyKind::EcdsaP256);
+    let client_pki = Pki::get("client", KeyKind::EcdsaP256);
     // Resumable mutual TLS: the request made at ClientHello time, with a CA set.
     let root = client_pki.root.cert.clone();
     let bound_mtls = move || {
@@ -428,10 +423,7 @@ fn chain_on_resumed_sessions() {
 
 /// A server context that resumes only through `path`, and its external cache.
 fn path_context(path: SessionPath) -> (SslContext, ExternalCache) {
-    let mut ctx = server_context(
-        Pki::get("server", common::KeyKind::EcdsaP256),
-        path.version(),
-    );
+    let mut ctx = server_context(Pki::get("server", KeyKind::EcdsaP256), path.version());
     let cache = path.configure(&mut ctx);
     (ctx.build(), cache)
 }
@@ -542,16 +534,9 @@ fn null_and_client_side_ssl_are_refused() {
 
 #[test]
 fn bad_ca_certs_are_refused_and_change_nothing() {
-    let server_ctx = server_context(
-        Pki::get("server", common::KeyKind::EcdsaP256),
-        SslVersion::TLS1_3,
-    )
-    .build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let ssl = Ssl::new(&server_ctx).unwrap();
-    let root = Pki::get("client", common::KeyKind::EcdsaP256)
-        .root
-        .cert
-        .clone();
+    let root = Pki::get("client", KeyKind::EcdsaP256).root.cert.clone();
     let empty = CertStack::new(&[]);
     let mut with_null = CertStack::new(&[&root]);
     with_null.push_null();
@@ -572,11 +557,7 @@ fn bad_ca_certs_are_refused_and_change_nothing() {
 
 #[test]
 fn chain_out_parameters_are_checked() {
-    let server_ctx = server_context(
-        Pki::get("server", common::KeyKind::EcdsaP256),
-        SslVersion::TLS1_3,
-    )
-    .build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let ssl = Ssl::new(&server_ctx).unwrap();
     let mut err = ptr::null();
     let mut pem = ptr::null();
@@ -627,11 +608,7 @@ fn chain_out_parameters_are_checked() {
 
 #[test]
 fn hello_phase_functions_refuse_a_finished_handshake() {
-    let server_ctx = server_context(
-        Pki::get("server", common::KeyKind::EcdsaP256),
-        SslVersion::TLS1_3,
-    )
-    .build();
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let client_ctx = client_context(None, SslVersion::TLS1_3).build();
     let conn = connect(&server_ctx, &client_ctx, Hooks::default(), None);
     let server = conn.server().as_ptr();
@@ -649,9 +626,6 @@ fn hello_phase_functions_refuse_a_finished_handshake() {
 /// wrong for the running line; this one says why. The OpenSSL matrix runs it per line.
 #[test]
 fn hello_and_certificate_callbacks_run_in_the_state_the_library_expects() {
-    extern "C" {
-        fn SSL_get_state(ssl: *const SSL) -> c_int;
-    }
     let expected = if openssl::version::number() >= 0x3020_0000 {
         22
     } else {
@@ -659,8 +633,7 @@ fn hello_and_certificate_callbacks_run_in_the_state_the_library_expects() {
     };
     for version in VERSIONS {
         let name = format!("{version:?}");
-        let server_ctx =
-            server_context(Pki::get("server", common::KeyKind::EcdsaP256), version).build();
+        let server_ctx = server_ctx(version);
         let client_ctx = client_context(None, version).build();
         let seen: Arc<Mutex<Vec<(&str, c_int)>>> = Arc::default();
         let record = |callback: &'static str| {
@@ -711,12 +684,8 @@ fn versions_and_libssl_identity() {
 
 #[test]
 fn concurrent_connections_on_many_threads() {
-    let client_pki = Pki::get("client", common::KeyKind::EcdsaP256);
-    let server_ctx = server_context(
-        Pki::get("server", common::KeyKind::EcdsaP256),
-        SslVersion::TLS1_3,
-    )
-    .build();
+    let client_pki = Pki::get("client", KeyKind::EcdsaP256);
+    let server_ctx = server_ctx(SslVersion::TLS1_3);
     let client_ctx = client_context(Some(client_pki), SslVersion::TLS1_3).build();
     let ca = Arc::new(SendStack(CertStack::new(&[&client_pki.root.cert])));
     std::thread::scope(|scope| {

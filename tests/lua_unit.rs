@@ -7,34 +7,19 @@
 //! is proven in nginx by `tests/nginx_e2e.rs`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mlua::{Lua, Table, Value};
 
-mod common;
-use common::kong::{allowed_phases, wrong_phase_message, FUNCTIONS};
+mod support;
+use support::kong::{allowed_phases, kong_phase, wrong_phase_message, FUNCTIONS};
+use support::paths::library;
 
 const MODULE: &str = include_str!("../lua/kong_client_tls.lua");
 const HEADER: &str = include_str!("../include/kong_client_tls.h");
 
 const NO_REQUEST: &str =
     "kong_client_tls: no request found (this function works only inside nginx with lua-nginx-module)";
-
-/// The built shared library; the tests never skip when it is missing.
-fn library() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { manifest.join(t) })
-        .unwrap_or_else(|| manifest.join("target"));
-    let so = target.join("release").join("libkong_client_tls.so");
-    assert!(
-        so.is_file(),
-        "{} is missing: build it first with `cargo build --release --lib` (`make test` does)",
-        so.display()
-    );
-    so
-}
 
 fn lua_dir() -> String {
     format!("{}/lua", env!("CARGO_MANIFEST_DIR"))
@@ -146,15 +131,6 @@ fn call(lua: &Lua, phase: &str, func: &str, args: &str) -> Result<(i64, String),
 }
 
 /// ngx.get_phase() name → Kong's name, from the reference's table.
-fn kong_name(ngx_phase: &str) -> &str {
-    match ngx_phase {
-        "ssl_client_hello" => "client_hello",
-        "ssl_cert" => "certificate",
-        "content" => "response",
-        other => other,
-    }
-}
-
 const NGX_PHASES: [&str; 17] = [
     "init",
     "init_worker",
@@ -179,12 +155,17 @@ const NGX_PHASES: [&str; 17] = [
 fn exports_kongs_functions_and_the_library_version() {
     let lua = loaded();
     let tls: Table = lua.globals().get("tls").unwrap();
-    for name in FUNCTIONS {
-        assert!(
-            matches!(tls.get::<Value>(name).unwrap(), Value::Function(_)),
-            "{name} is not a function"
-        );
-    }
+    // Exactly the API's functions (tests/support/kong.rs), no more, no fewer.
+    let mut exported: Vec<String> = tls
+        .pairs::<String, Value>()
+        .map(|pair| pair.unwrap())
+        .filter(|(_, value)| matches!(value, Value::Function(_)))
+        .map(|(name, _)| name)
+        .collect();
+    exported.sort();
+    let mut expected: Vec<String> = FUNCTIONS.iter().map(|f| f.to_string()).collect();
+    expected.sort();
+    assert_eq!(exported, expected, "the module's functions");
     let version: String = tls.get("_VERSION").unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
 }
@@ -194,7 +175,7 @@ fn every_function_in_every_phase() {
     let lua = loaded();
     let mut checked = 0;
     for ngx_phase in NGX_PHASES {
-        let current = kong_name(ngx_phase);
+        let current = kong_phase(ngx_phase);
         for func in FUNCTIONS {
             let allowed = allowed_phases(func);
             let arg = if func == "set_client_verify" {

@@ -25,30 +25,28 @@
 //! `KCT_SHOW_LOG=1 cargo test --release --test nginx_alpn -- --nocapture` prints nginx's
 //! error log.
 
-mod common;
-mod nginx;
+mod support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use openssl::ssl::{Ssl, SslContext, SslMethod, SslSession, SslVerifyMode, SslVersion};
+use openssl::ssl::{SslSession, SslVersion};
 
-use common::{KeyKind, Pki, VERSIONS};
-use nginx::{Discovery, Nginx};
+use support::clients::{self, Request, SClient, SClientOutput};
+use support::memtls::{count_client_hellos, VERSIONS};
+use support::nginx::{self, Nginx, Ports, Setup};
+use support::pki::{KeyKind, Pki};
 
 const H2_HTTP11: &[u8] = b"\x02h2\x08http/1.1";
 const ONLY_H2: &[u8] = b"\x02h2";
 const ONLY_HTTP11: &[u8] = b"\x08http/1.1";
 const GREASE_H2_HTTP11: &[u8] = b"\x02\x0a\x0a\x02h2\x08http/1.1";
 
-const MAIN: usize = 0;
-const HRR: usize = 1;
-const IDS: usize = 2;
+const MAIN: &str = "main";
+const HRR: &str = "hrr";
+const IDS: &str = "ids";
 
 fn server_pki() -> &'static Pki {
     Pki::get("server", KeyKind::EcdsaP256)
@@ -99,7 +97,7 @@ fn tls_server(port: u16, names: &str, extra: &str) -> String {
     )
 }
 
-fn alpn_http(p: &[u16]) -> String {
+fn alpn_http(p: &Ports) -> String {
     format!(
         r#"
     # At http {{}} level: every server {{}} below has it (all of them are TLS servers), so
@@ -127,14 +125,14 @@ fn alpn_http(p: &[u16]) -> String {
         {report_ids}
     }}
 "#,
-        main_a = tls_server(p[MAIN], "*.a.test", "ssl_session_tickets on;"),
+        main_a = tls_server(p.get(MAIN), "*.a.test", "ssl_session_tickets on;"),
         report_a = report("A"),
-        main_b = tls_server(p[MAIN], "*.b.test", "ssl_session_tickets on;"),
+        main_b = tls_server(p.get(MAIN), "*.b.test", "ssl_session_tickets on;"),
         report_b = report("B"),
-        hrr = tls_server(p[HRR], "*.a.test", "ssl_ecdh_curve prime256v1;"),
+        hrr = tls_server(p.get(HRR), "*.a.test", "ssl_ecdh_curve prime256v1;"),
         report_hrr = report("HRR"),
         ids = tls_server(
-            p[IDS],
+            p.get(IDS),
             "*.a.test",
             "ssl_session_tickets off;\n        ssl_session_cache shared:ids:1m;"
         ),
@@ -227,31 +225,18 @@ impl Outcome {
 /// A handshake, then `GET /` over whatever ALPN selected (HTTP/2 for `h2`, else
 /// HTTP/1.1); `Err` with OpenSSL's message when the handshake fails.
 fn fetch(h: &Hello) -> Result<Outcome, String> {
-    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(h.version)).unwrap();
-    ctx.set_max_proto_version(Some(h.version)).unwrap();
-    ctx.set_verify(SslVerifyMode::NONE);
-    if let Some(alpn) = h.alpn {
-        ctx.set_alpn_protos(alpn).unwrap();
-    }
-    if let Some(groups) = h.groups {
-        ctx.set_groups_list(groups).unwrap();
-    }
-    let ctx = ctx.build();
-    let mut ssl = Ssl::new(&ctx).unwrap();
+    let mut req = Request::new(h.port, "/", h.version)
+        .alpn(h.alpn)
+        .groups(h.groups)
+        .session(h.session);
     // An empty name: no SNI at all.
     if !h.sni.is_empty() {
-        ssl.set_hostname(h.sni).unwrap();
+        req = req.sni(h.sni);
     }
     let host = if h.sni.is_empty() { "127.0.0.1" } else { h.sni };
-    if let Some(session) = h.session {
-        // SAFETY: the session comes from a client with the same settings.
-        unsafe { ssl.set_session(session).unwrap() };
-    }
-    let sent = common::count_client_hellos(&ssl);
-    let tcp = TcpStream::connect(("127.0.0.1", h.port)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut stream = ssl.connect(tcp).map_err(|e| e.to_string())?;
+    let mut sent = None;
+    let mut stream = clients::handshake(&req, |ssl| sent = Some(count_client_hellos(ssl)))?;
+    let sent = sent.unwrap();
     let alpn = stream
         .ssl()
         .selected_alpn_protocol()
@@ -283,16 +268,7 @@ fn http11_get(stream: &mut impl ReadWrite, host: &str) -> String {
         "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) if !raw.is_empty() => break,
-            Err(e) => panic!("reading the HTTP/1.1 response: {e}"),
-        }
-    }
+    let raw = clients::read_to_close(stream, "the HTTP/1.1 response");
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP/1.1 response");
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
@@ -359,79 +335,32 @@ fn curl_http2(port: u16, name: &str, version: SslVersion) -> (String, String) {
     } else {
         &["--tlsv1.2", "--tls-max", "1.2"]
     };
-    let out = Command::new("curl")
-        .args(["-sS", "-v", "-k", "--http2", "--max-time", "20"])
-        .args(flags)
-        .arg("--resolve")
-        .arg(format!("{name}:{port}:127.0.0.1"))
-        .args(["-w", "http_version=%{http_version}\n"])
-        .arg(format!("https://{name}:{port}/"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "curl {name}: {stderr}");
-    (stdout, stderr)
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let url = format!("https://{name}:{port}/");
+    let common = ["-sS", "-v", "-k", "--http2", "--max-time", "20"];
+    let target = [
+        "--resolve",
+        &resolve,
+        "-w",
+        "http_version=%{http_version}\n",
+        &url,
+    ];
+    clients::curl(common.iter().chain(flags).chain(&target))
 }
 
-struct SClient {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// `openssl s_client` over exactly `version`, sending `request` (then waiting for the
-/// server to close) or nothing.
+/// `openssl s_client` over exactly `version` with SNI `name`, sending `request` (then
+/// waiting for the server to close) or nothing.
 fn s_client(
     port: u16,
     name: &str,
     version: SslVersion,
     extra: &[&str],
     request: Option<&str>,
-) -> SClient {
-    let flag = if version == SslVersion::TLS1_3 {
-        "-tls1_3"
-    } else {
-        "-tls1_2"
-    };
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", flag, "-connect"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-servername", name])
+) -> SClientOutput {
+    SClient::new(port, version)
+        .servername(name)
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if request.is_some() {
-        cmd.arg("-ign_eof").stdin(Stdio::piped());
-    } else {
-        cmd.stdin(Stdio::null());
-    }
-    let mut child = cmd.spawn().expect("openssl s_client runs");
-    if let Some(request) = request {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    SClient {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn s_client_alpn(out: &SClient) -> &str {
-    if out.stdout.contains("No ALPN negotiated") {
-        return "none";
-    }
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ALPN protocol: "))
-        .unwrap_or_else(|| panic!("no ALPN line:\n{}\n{}", out.stdout, out.stderr))
+        .run(request)
 }
 
 // The tests ---------------------------------------------------------------------------
@@ -439,8 +368,7 @@ fn s_client_alpn(out: &SClient) -> &str {
 fn start() -> Nginx {
     Nginx::start(
         "alpn",
-        Discovery::Cpath,
-        3,
+        &[MAIN, HRR, IDS],
         &nginx::server_files(server_pki()),
         &alpn_http,
     )
@@ -494,7 +422,7 @@ fn full_handshakes(nginx: &Nginx) {
                     assert_eq!(got.alpn.as_deref().unwrap_or("none"), want, "{ctx}");
                     assert_eq!(got.server("block"), block.to_uppercase(), "{ctx}");
                     assert_eq!(got.server("sni"), name, "{ctx}");
-                    assert_eq!(got.server("tls"), nginx::tls_label(version), "{ctx}");
+                    assert_eq!(got.server("tls"), clients::tls_label(version), "{ctx}");
                     let (proto, alpn) = match want {
                         "h2" => ("HTTP/2.0", "h2"),
                         "http/1.1" => ("HTTP/1.1", "http/1.1"),
@@ -539,7 +467,7 @@ fn curl_and_s_client(nginx: &Nginx) {
                 let out = s_client(port, &name, version, &["-alpn", "h2,http/1.1"], None);
                 assert_handler(nginx, &name);
                 assert!(out.ok, "{name}: {}", out.stderr);
-                assert_eq!(s_client_alpn(&out), alpn, "{name}");
+                assert_eq!(out.alpn(), alpn, "{name}");
 
                 let name = format!("{switch}-sclient-h2-{}.{block}.test", v(version));
                 let out = s_client(port, &name, version, &["-alpn", "h2"], None);
@@ -553,14 +481,14 @@ fn curl_and_s_client(nginx: &Nginx) {
                     );
                 } else {
                     assert!(out.ok, "{name}: {}", out.stderr);
-                    assert_eq!(s_client_alpn(&out), "h2", "{name}");
+                    assert_eq!(out.alpn(), "h2", "{name}");
                 }
 
                 let name = format!("{switch}-sclient-none-{}.{block}.test", v(version));
                 let out = s_client(port, &name, version, &[], None);
                 assert_handler(nginx, &name);
                 assert!(out.ok, "{name}: {}", out.stderr);
-                assert_eq!(s_client_alpn(&out), "none", "{name}");
+                assert_eq!(out.alpn(), "none", "{name}");
             }
         }
     }
@@ -612,7 +540,7 @@ fn hello_retry_request(nginx: &Nginx) {
             .filter(|l| l.starts_with("<<< ") && l.contains("ServerHello"))
             .count();
         assert_eq!(received, 2, "{name}: HelloRetryRequest, ServerHello");
-        assert_eq!(s_client_alpn(&out), want, "{name}");
+        assert_eq!(out.alpn(), want, "{name}");
     }
     // Offering only h2, the first ClientHello already gets the alert.
     let name = "off-hrr-only-h2.a.test";
@@ -628,7 +556,14 @@ fn hello_retry_request(nginx: &Nginx) {
 fn resumptions(nginx: &Nginx) {
     use SslVersion as V;
     /// (label, port, version, offer on resumption, an off name resumes?, on name gets)
-    type Case = (&'static str, usize, V, &'static [u8], bool, &'static str);
+    type Case = (
+        &'static str,
+        &'static str,
+        V,
+        &'static [u8],
+        bool,
+        &'static str,
+    );
     let cases: [Case; 7] = [
         ("ticket", MAIN, V::TLS1_2, H2_HTTP11, true, "h2"),
         ("id", IDS, V::TLS1_2, H2_HTTP11, true, "h2"),
@@ -652,9 +587,9 @@ fn resumptions(nginx: &Nginx) {
         ),
         ("ticket-hrr", HRR, V::TLS1_3, H2_HTTP11, false, "h2"),
     ];
-    for (what, port_index, version, offer, off_resumed, on_alpn) in cases {
-        let port = nginx.port(port_index);
-        let hrr = port_index == HRR;
+    for (what, port_name, version, offer, off_resumed, on_alpn) in cases {
+        let port = nginx.port(port_name);
+        let hrr = port_name == HRR;
         for (switch, resumed, alpn) in [("off", off_resumed, "http/1.1"), ("on", true, on_alpn)] {
             let first_name = format!("{switch}-resume-{what}-{}-first.a.test", v(version));
             let mut first = Hello::new(port, &first_name, version, Some(H2_HTTP11));
@@ -724,7 +659,7 @@ fn s_client_resumptions(nginx: &Nginx) {
                 "{name}: {}",
                 first.stdout
             );
-            assert_eq!(s_client_alpn(&first), want_alpn, "{name}");
+            assert_eq!(first.alpn(), want_alpn, "{name}");
             let again = s_client(
                 nginx.port(MAIN),
                 &name,
@@ -739,13 +674,13 @@ fn s_client_resumptions(nginx: &Nginx) {
                 "New, TLSv1."
             };
             assert!(again.stdout.contains(want), "{name}: {}", again.stdout);
-            assert_eq!(s_client_alpn(&again), want_alpn, "{name} resumed");
+            assert_eq!(again.alpn(), want_alpn, "{name} resumed");
             if switch == "off" {
                 let reused = if resumed { "r" } else { "." };
                 assert!(
                     again.stdout.contains(&format!(
                         "block=A proto=HTTP/1.1 alpn=http/1.1 tls={} reused={reused} ",
-                        nginx::tls_label(version)
+                        clients::tls_label(version)
                     )),
                     "{name}: {}",
                     again.stdout
@@ -843,15 +778,14 @@ fn client_hello_handler_placement() {
         Placement::EveryServer,
         Placement::DefaultOnly,
     ] {
-        let http = |p: &[u16]| placement_http(placement, p[0]);
+        let http = |p: &Ports| placement_http(placement, p.get("tls"));
         let nginx = Nginx::start(
             "placement",
-            Discovery::Cpath,
-            1,
+            &["tls"],
             &nginx::server_files(server_pki()),
             &http,
         );
-        let port = nginx.port(0);
+        let port = nginx.port("tls");
         let mut alerts = 0;
         for version in VERSIONS {
             for block in ["a", "b"] {
@@ -906,16 +840,17 @@ fn client_hello_handler_placement() {
 
     // At http {} level, every server {} inherits the handler, a plain-HTTP one too, and
     // lua-nginx-module refuses that: the handler belongs in the TLS servers then.
-    let http = |p: &[u16]| {
+    let http = |p: &Ports| {
         format!(
             "{}\n    server {{ {} }}\n    server {{ listen 127.0.0.1:{}; }}\n",
             placement_handler("http"),
-            tls_server(p[0], "*.a.test", ""),
-            p[1]
+            tls_server(p.get("tls"), "*.a.test", ""),
+            p.get("plain")
         )
     };
     let files = nginx::server_files(server_pki());
-    match Nginx::try_start("placement-plain", Discovery::Cpath, 2, &files, &http) {
+    let setup = Setup::default();
+    match Nginx::try_start_with("placement-plain", &setup, &["tls", "plain"], &files, &http) {
         Ok(nginx) => {
             drop(nginx);
             panic!("nginx started with a client hello handler for a plain-HTTP server");
@@ -968,7 +903,7 @@ fn assert_alpn(port: u16, name: &str, block: &str, alpn: &str, ctx: &str) {
         assert_eq!(got.server("sni"), name, "{ctx}: {got:?}");
         assert_eq!(
             got.server("tls"),
-            nginx::tls_label(version),
+            clients::tls_label(version),
             "{ctx}: {got:?}"
         );
 
@@ -1006,13 +941,13 @@ fn assert_alpn(port: u16, name: &str, block: &str, alpn: &str, ctx: &str) {
 fn http2_off_per_server() {
     let version = nginx::nginx_version();
     let files = nginx::server_files(server_pki());
-    let setup = nginx::Setup {
+    let setup = Setup {
         no_lua: true,
-        ..Default::default()
+        ..Setup::default()
     };
     if version < HTTP2_DIRECTIVE {
-        let http = |p: &[u16]| plain_tls_server(p[0], "on.test", "http2 on;", "ON");
-        match Nginx::try_start_with("http2-directive", Discovery::Cpath, setup, 1, &files, &http) {
+        let http = |p: &Ports| plain_tls_server(p.get("tls"), "on.test", "http2 on;", "ON");
+        match Nginx::try_start_with("http2-directive", &setup, &["tls"], &files, &http) {
             Ok(nginx) => {
                 drop(nginx);
                 panic!("nginx {version:?} accepted the http2 directive");
@@ -1023,20 +958,21 @@ fn http2_off_per_server() {
             ),
         }
     } else {
-        // Port 0: the default server has http2 on; port 1: the default has it off.
-        let http = |p: &[u16]| {
+        // On one port the default server has http2 on, on the other off.
+        let (on, off) = ("default-on", "default-off");
+        let http = |p: &Ports| {
             [
-                plain_tls_server(p[0], "on.test", "http2 on;", "ON"),
-                plain_tls_server(p[0], "off.test", "http2 off;", "OFF"),
-                plain_tls_server(p[1], "off.test", "http2 off;", "OFF"),
-                plain_tls_server(p[1], "on.test", "http2 on;", "ON"),
+                plain_tls_server(p.get(on), "on.test", "http2 on;", "ON"),
+                plain_tls_server(p.get(on), "off.test", "http2 off;", "OFF"),
+                plain_tls_server(p.get(off), "off.test", "http2 off;", "OFF"),
+                plain_tls_server(p.get(off), "on.test", "http2 on;", "ON"),
             ]
             .concat()
         };
-        let nginx = Nginx::start_with("http2-directive", Discovery::Cpath, setup, 2, &files, &http);
-        for (i, default) in [(0, "ON"), (1, "OFF")] {
-            let ctx = format!("nginx {version:?}, port {i} (default server {default})");
-            let port = nginx.port(i);
+        let nginx = Nginx::start_with("http2-directive", &setup, &[on, off], &files, &http);
+        for (name, default) in [(on, "ON"), (off, "OFF")] {
+            let ctx = format!("nginx {version:?}, port {name} (default server {default})");
+            let port = nginx.port(name);
             assert_alpn(port, "on.test", "ON", "h2", &ctx);
             assert_alpn(port, "off.test", "OFF", "http/1.1", &ctx);
             let alpn = if default == "ON" { "h2" } else { "http/1.1" };
@@ -1054,16 +990,17 @@ fn http2_off_per_server() {
     } else {
         "http2 off;"
     };
-    let http = |p: &[u16]| {
+    let http = |p: &Ports| {
         [
-            plain_tls_server(p[0], "off.test", off, "OFF"),
-            plain_tls_server(p[0], "legacy.test", "", "LEGACY").replace(" ssl;", " ssl http2;"),
+            plain_tls_server(p.get("tls"), "off.test", off, "OFF"),
+            plain_tls_server(p.get("tls"), "legacy.test", "", "LEGACY")
+                .replace(" ssl;", " ssl http2;"),
         ]
         .concat()
     };
-    let nginx = Nginx::start_with("http2-legacy", Discovery::Cpath, setup, 1, &files, &http);
+    let nginx = Nginx::start_with("http2-legacy", &setup, &["tls"], &files, &http);
     let ctx = format!("nginx {version:?}, listen ... http2 in one server");
-    let port = nginx.port(0);
+    let port = nginx.port("tls");
     assert_alpn(port, "legacy.test", "LEGACY", "h2", &ctx);
     assert_alpn(port, "off.test", "OFF", "h2", &ctx);
     assert_alpn(port, "", "OFF", "h2", &ctx);

@@ -6,16 +6,18 @@
 //! checking that nginx is still alive, exits cleanly and logged no `[alert]`, `[crit]`,
 //! `[emerg]` or crash.
 
-mod common;
-mod nginx;
+mod support;
 
 use std::collections::HashMap;
 use std::process::Command;
 
 use openssl::ssl::SslVersion;
 
-use common::{KeyKind, Pki, VERSIONS};
-use nginx::{get, get_plain, results, ssl_server, ClientCert, Discovery, Nginx, Request};
+use support::clients::{self, get, get_plain, results, ClientCert, Request, SClient};
+use support::memtls::VERSIONS;
+use support::nginx::{self, ssl_server, Discovery, Nginx, Ports, Setup};
+use support::pki::{self, KeyKind, Pki};
+use support::{paths, process, sys};
 
 fn server_pki() -> &'static Pki {
     Pki::get("server", KeyKind::EcdsaP256)
@@ -31,7 +33,9 @@ const NOT_TLS: &str = "connection is not TLS or TLS support for Nginx not enable
 
 // Every function in every phase ---------------------------------------------------
 
-use common::kong::{allowed_phases as allowed, wrong_phase_message, FUNCTIONS as FUNCS};
+use support::kong::{
+    allowed_phases as allowed, kong_phase, wrong_phase_message, FUNCTIONS as FUNCS,
+};
 
 /// The line of `tests/nginx/kct_e2e.lua` that calls the API: level-2 errors point there.
 fn invoke_line() -> String {
@@ -46,11 +50,7 @@ fn invoke_line() -> String {
 
 /// What the probe must have recorded for `func` in `label` (probe phase label).
 fn expected(label: &str, func: &str, chain: Option<&str>) -> String {
-    let kong = match label {
-        "client_hello" | "certificate" => label,
-        "content" => "response",
-        other => other,
-    };
+    let kong = kong_phase(label);
     let ok = allowed(func);
     if !ok.contains(&kong) {
         return format!("err|{}|{}", invoke_line(), wrong_phase_message(kong, func));
@@ -83,8 +83,8 @@ fn check_result(got: &HashMap<String, String>, key: &str, want: &str) {
     assert_eq!(value, want, "{key}");
 }
 
-fn phases_http(p: &[u16]) -> String {
-    let (tls, plain) = (p[0], p[1]);
+fn phases_http(p: &Ports) -> String {
+    let (tls, plain) = (p.get("tls"), p.get("plain"));
     format!(
         r#"
     init_worker_by_lua_block {{
@@ -148,12 +148,11 @@ fn phases_http(p: &[u16]) -> String {
 fn every_function_in_every_phase() {
     let nginx = Nginx::start(
         "phases",
-        Discovery::Cpath,
-        2,
+        &["tls", "plain"],
         &nginx::server_files(server_pki()),
         &phases_http,
     );
-    let (tls, plain) = (nginx.port(0), nginx.port(1));
+    let (tls, plain) = (nginx.port("tls"), nginx.port("plain"));
     let client = ClientCert::leaf(client_pki());
     let chain = client.chain_pem();
 
@@ -173,7 +172,7 @@ fn every_function_in_every_phase() {
             for path in ["/proxy", "/content"] {
                 let reply = get(&Request::new(tls, path, version).sni(&sni).cert(cert));
                 assert_eq!(reply.status, 200, "{path}: {reply:?}");
-                assert_eq!(reply.version, nginx::tls_label(version));
+                assert_eq!(reply.version, clients::tls_label(version));
             }
             let got = results(plain, &sni);
             for label in [
@@ -248,7 +247,7 @@ fn every_function_in_every_phase() {
     ];
     for version in VERSIONS {
         for (i, (query, value, error)) in cases.iter().enumerate() {
-            let id = format!("{}-{i}", nginx::tls_label(version));
+            let id = format!("{}-{i}", clients::tls_label(version));
             let path = format!("/verify?id={id}&v={query}");
             let reply = get(&Request::new(tls, &path, version).sni("verify.test"));
             assert_eq!(reply.status, 200);
@@ -292,7 +291,11 @@ fn raw_headers(port: u16, path: &str) -> String {
 
 // request_client_certificate against ngx.ssl.verify_client(ca, 0) -----------------
 
-fn mtls_http(p: &[u16]) -> String {
+/// The servers of `mtls_http`: ours and the reference, with a CA list and without, and
+/// ours over HTTP/2.
+const MTLS_PORTS: [&str; 5] = ["ours_ca", "ref_ca", "ours_none", "ref_none", "h2"];
+
+fn mtls_http(p: &Ports) -> String {
     let server = |port: u16, body: &str| {
         format!(
             r#"
@@ -316,20 +319,23 @@ fn mtls_http(p: &[u16]) -> String {
     };
     [
         server(
-            p[0],
+            p.get("ours_ca"),
             "tls.request_client_certificate(e2e.ca(\"client-ca\"))",
         ),
-        server(p[1], "ngx_ssl.verify_client(e2e.ca(\"client-ca\"), 0)"),
-        server(p[2], "tls.request_client_certificate()"),
-        server(p[3], "ngx_ssl.verify_client(nil, 0)"),
+        server(
+            p.get("ref_ca"),
+            "ngx_ssl.verify_client(e2e.ca(\"client-ca\"), 0)",
+        ),
+        server(p.get("ours_none"), "tls.request_client_certificate()"),
+        server(p.get("ref_none"), "ngx_ssl.verify_client(nil, 0)"),
         // The same as the first, over HTTP/2 (a request's connection is then the stream's).
         server(
-            p[4],
+            p.get("h2"),
             "tls.request_client_certificate(e2e.ca(\"client-ca\"))",
         )
         .replace(
-            &format!("listen 127.0.0.1:{} ssl;", p[4]),
-            &nginx::listen_http2(p[4]),
+            &format!("listen 127.0.0.1:{} ssl;", p.get("h2")),
+            &nginx::listen_http2(p.get("h2")),
         ),
     ]
     .concat()
@@ -340,12 +346,22 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
     let mut files = nginx::server_files(server_pki());
     files.push((
         "client-ca.pem",
-        nginx::pem(&client_pki().root.cert).into_bytes(),
+        pki::pem(&client_pki().root.cert).into_bytes(),
     ));
     // Found through KONG_CLIENT_TLS_LIB this time (passed with the `env` directive).
-    let nginx = Nginx::start("mtls", Discovery::Env, 5, &files, &mtls_http);
-    let (ours_ca, ref_ca, ours_none, ref_none) =
-        (nginx.port(0), nginx.port(1), nginx.port(2), nginx.port(3));
+    let nginx = Nginx::start_with(
+        "mtls",
+        &Setup::discovery(Discovery::Env),
+        &MTLS_PORTS,
+        &files,
+        &mtls_http,
+    );
+    let (ours_ca, ref_ca, ours_none, ref_none) = (
+        nginx.port("ours_ca"),
+        nginx.port("ref_ca"),
+        nginx.port("ours_none"),
+        nginx.port("ref_none"),
+    );
 
     let leaf = ClientCert::leaf(client_pki());
     let direct = ClientCert::issued_by_root(client_pki(), "client direct");
@@ -386,7 +402,10 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
             for (ours, reference, with_ca) in
                 [(ours_ca, ref_ca, true), (ours_none, ref_none, false)]
             {
-                let ctx = format!("{} {what} (CA list: {with_ca})", nginx::tls_label(version));
+                let ctx = format!(
+                    "{} {what} (CA list: {with_ca})",
+                    clients::tls_label(version)
+                );
                 let a = get(&Request::new(ours, "/", version).cert(cert));
                 let b = get(&Request::new(reference, "/", version).cert(cert));
                 // Same as the reference, field by field.
@@ -404,11 +423,11 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
                     a.ca_names,
                     b.ca_names,
                     "{ctx}: CA names {} vs {}",
-                    nginx::describe(&a.ca_names),
-                    nginx::describe(&b.ca_names)
+                    clients::describe(&a.ca_names),
+                    clients::describe(&b.ca_names)
                 );
                 // And what it is.
-                assert_eq!(a.header("X-Protocol"), nginx::tls_label(version));
+                assert_eq!(a.header("X-Protocol"), clients::tls_label(version));
                 let want_names = if with_ca {
                     vec![root_name.clone()]
                 } else {
@@ -435,28 +454,31 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
     // The same through curl and openssl s_client, the everyday clients.
     let dir = &nginx.dir;
     std::fs::write(dir.join("client.pem"), leaf.chain_pem()).unwrap();
-    std::fs::write(dir.join("client.key"), nginx::key_pem(&leaf.key)).unwrap();
-    let h2 = nginx.port(4);
+    std::fs::write(dir.join("client.key"), pki::key_pem(&leaf.key)).unwrap();
+    let h2 = nginx.port("h2");
+    let cert = dir.join("client.pem").display().to_string();
+    let key = dir.join("client.key").display().to_string();
     for (flag, max) in [("--tlsv1.2", "1.2"), ("--tlsv1.3", "1.3")] {
         for (port, http, status) in [
             (ours_ca, "--http1.1", "HTTP/1.1 200"),
             (h2, "--http2", "HTTP/2 200"),
         ] {
-            let out = Command::new("curl")
-                .args(["-sS", "-k", flag, "--tls-max", max, http, "-D", "-"])
-                .arg("--cert")
-                .arg(dir.join("client.pem"))
-                .arg("--key")
-                .arg(dir.join("client.key"))
-                .arg(format!("https://127.0.0.1:{port}/"))
-                .output()
-                .expect("curl runs");
-            assert!(
-                out.status.success(),
-                "curl: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8_lossy(&out.stdout);
+            let url = format!("https://127.0.0.1:{port}/");
+            let (text, _) = clients::curl([
+                "-sS",
+                "-k",
+                flag,
+                "--tls-max",
+                max,
+                http,
+                "-D",
+                "-",
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                &url,
+            ]);
             let (head, body) = text.split_once("\r\n\r\n").expect("headers");
             let head = head.to_ascii_lowercase();
             let ctx = format!("curl {flag} {http}");
@@ -475,15 +497,10 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
             assert_eq!(body, leaf.chain_pem(), "{ctx}");
         }
     }
-    for flag in ["-tls1_2", "-tls1_3"] {
+    for version in VERSIONS {
+        let flag = clients::tls_label(version);
         let names = |port: u16| {
-            let out = Command::new("openssl")
-                .args(["s_client", flag, "-connect"])
-                .arg(format!("127.0.0.1:{port}"))
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("openssl s_client runs");
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let text = SClient::new(port, version).run(None).stdout;
             let start = text
                 .find("Acceptable client certificate CA names")
                 .unwrap_or_else(|| panic!("no CA names section: {text}"));
@@ -503,32 +520,49 @@ fn request_client_certificate_matches_ngx_ssl_verify_client() {
 struct Path {
     name: &'static str,
     settings: &'static str,
+    /// The ports of its two servers: the control, and the one disabling session reuse.
+    ports: [&'static str; 2],
 }
 
 const PATHS: [Path; 4] = [
     Path {
         name: "session tickets, no cache",
         settings: "ssl_session_tickets on; ssl_session_cache none;",
+        ports: ["tickets", "tickets-disabled"],
     },
     Path {
         name: "shared session cache, no tickets",
         settings: "ssl_session_tickets off; ssl_session_cache shared:CACHE:1m;",
+        ports: ["shared", "shared-disabled"],
     },
     Path {
         name: "builtin session cache, no tickets",
         settings: "ssl_session_tickets off; ssl_session_cache builtin:1000;",
+        ports: ["builtin", "builtin-disabled"],
     },
     Path {
         name: "tickets and shared cache",
         settings: "ssl_session_tickets on; ssl_session_cache shared:CACHE:1m;",
+        ports: ["both", "both-disabled"],
     },
 ];
 
-fn resumption_http(p: &[u16]) -> String {
+/// The server of one context where only one SNI name loses session reuse.
+const PER_SNI: &str = "per-sni";
+
+fn resumption_ports() -> Vec<&'static str> {
+    PATHS
+        .iter()
+        .flat_map(|p| p.ports)
+        .chain([PER_SNI])
+        .collect()
+}
+
+fn resumption_http(p: &Ports) -> String {
     let mut http = String::new();
     for (i, path) in PATHS.iter().enumerate() {
         for (j, disable) in [false, true].into_iter().enumerate() {
-            let port = p[i * 2 + j];
+            let port = p.get(path.ports[j]);
             let settings = path.settings.replace("CACHE", &format!("c{i}{j}"));
             // The control asks for a certificate the resumable way (at ClientHello time,
             // with a CA set: the session is bound to it); the other the Kong way, paired
@@ -574,19 +608,15 @@ fn resumption_http(p: &[u16]) -> String {
         location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
     }}
 "#,
-        ssl = ssl_server(p[8])
+        ssl = ssl_server(p.get(PER_SNI))
     ));
     http
-}
-
-extern "C" {
-    fn SSL_SESSION_is_resumable(s: *const openssl_sys::SSL_SESSION) -> std::ffi::c_int;
 }
 
 fn resumable(session: &openssl::ssl::SslSessionRef) -> bool {
     use foreign_types::ForeignTypeRef;
     // SAFETY: a live session.
-    unsafe { SSL_SESSION_is_resumable(session.as_ptr()) == 1 }
+    unsafe { sys::SSL_SESSION_is_resumable(session.as_ptr()) == 1 }
 }
 
 #[test]
@@ -594,17 +624,17 @@ fn disable_session_reuse_on_every_resumption_path() {
     let mut files = nginx::server_files(server_pki());
     files.push((
         "client-ca.pem",
-        nginx::pem(&client_pki().root.cert).into_bytes(),
+        pki::pem(&client_pki().root.cert).into_bytes(),
     ));
-    let nginx = Nginx::start("resumption", Discovery::Cpath, 9, &files, &resumption_http);
+    let nginx = Nginx::start("resumption", &resumption_ports(), &files, &resumption_http);
     let client = ClientCert::leaf(client_pki());
     let full_chain = client.chain_pem();
-    let leaf_only = nginx::pem(&client.cert);
+    let leaf_only = pki::pem(&client.cert);
 
     for version in VERSIONS {
-        for (i, path) in PATHS.iter().enumerate() {
-            let (control, disabled) = (nginx.port(i * 2), nginx.port(i * 2 + 1));
-            let ctx = |s: &str| format!("{} {}: {s}", nginx::tls_label(version), path.name);
+        for path in &PATHS {
+            let (control, disabled) = (nginx.port(path.ports[0]), nginx.port(path.ports[1]));
+            let ctx = |s: &str| format!("{} {}: {s}", clients::tls_label(version), path.name);
 
             // The control server hands out a resumable session and resumes it.
             let first = get(&Request::new(control, "/", version).cert(Some(&client)));
@@ -666,8 +696,8 @@ fn disable_session_reuse_on_every_resumption_path() {
         }
 
         // Same server, same SSL_CTX: only the private name loses session reuse.
-        let cond = nginx.port(8);
-        let ctx = |s: &str| format!("{} per-SNI: {s}", nginx::tls_label(version));
+        let cond = nginx.port(PER_SNI);
+        let ctx = |s: &str| format!("{} per-SNI: {s}", clients::tls_label(version));
         let public = get(&Request::new(cond, "/", version).sni("public.test"));
         let private = get(&Request::new(cond, "/", version).sni("private.test"));
         assert!(
@@ -694,8 +724,14 @@ fn disable_session_reuse_on_every_resumption_path() {
 
 #[test]
 fn nginx_refuses_to_start_when_the_library_is_not_found() {
-    let http = |p: &[u16]| format!("server {{ listen 127.0.0.1:{}; }}", p[0]);
-    let log = match Nginx::try_start("notfound", Discovery::Nowhere, 1, &[], &http) {
+    let http = |p: &Ports| format!("server {{ listen 127.0.0.1:{}; }}", p.get("http"));
+    let log = match Nginx::try_start_with(
+        "notfound",
+        &Setup::discovery(Discovery::Nowhere),
+        &["http"],
+        &[],
+        &http,
+    ) {
         Ok(nginx) => {
             drop(nginx);
             panic!("nginx started without the library");
@@ -724,7 +760,7 @@ fn fake_openssl_version_shim(release: &std::path::Path) -> std::path::PathBuf {
     let status = Command::new(&cc)
         .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
         .arg(&tmp)
-        .arg(nginx::root().join("tests/c/fake_openssl_version.c"))
+        .arg(paths::repo_root().join("tests/c/fake_openssl_version.c"))
         .status()
         .unwrap_or_else(|e| panic!("{cc} runs: {e}"));
     assert!(status.success(), "{cc} failed to build the shim");
@@ -734,7 +770,7 @@ fn fake_openssl_version_shim(release: &std::path::Path) -> std::path::PathBuf {
 
 /// A plain-HTTP server whose `/` answers what `OpenSSL_version_num()` returns inside
 /// nginx now (hex), i.e. after start-up, through LuaJIT's FFI.
-fn openssl_version_http(p: &[u16]) -> String {
+fn openssl_version_http(p: &Ports) -> String {
     format!(
         r#"
     server {{
@@ -748,12 +784,12 @@ fn openssl_version_http(p: &[u16]) -> String {
         }}
     }}
 "#,
-        p[0]
+        p.get("http")
     )
 }
 
 fn running_openssl_version_num(nginx: &Nginx) -> u64 {
-    let (status, body) = get_plain(nginx.port(0), "/");
+    let (status, body) = get_plain(nginx.port("http"), "/");
     assert_eq!(status, 200, "{body}");
     u64::from_str_radix(&body, 16).unwrap_or_else(|e| panic!("{body:?}: {e}"))
 }
@@ -767,19 +803,14 @@ fn running_openssl_version_num(nginx: &Nginx) -> u64 {
 /// configuration (`init_by_lua*` runs then), and afterwards only what `env` names.
 #[test]
 fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
-    let release = nginx::release_dir();
+    nginx::check_prerequisites().unwrap_or_else(|e| panic!("{e}"));
+    let release = paths::release_dir();
     let shim = fake_openssl_version_shim(&release);
     let shim = shim.to_str().unwrap();
     let keep_env = "env KCT_FAKE_OPENSSL_VERSION_NUM;";
 
     // No shim: the real line, which the library accepts.
-    let nginx = Nginx::start(
-        "openssl-real",
-        Discovery::Cpath,
-        1,
-        &[],
-        &openssl_version_http,
-    );
+    let nginx = Nginx::start("openssl-real", &["http"], &[], &openssl_version_http);
     let real = running_openssl_version_num(&nginx);
     nginx.finish();
     let (major, minor) = (real >> 28, (real >> 20) & 0xff);
@@ -794,16 +825,15 @@ fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
         ("LD_PRELOAD", shim),
         ("KCT_FAKE_OPENSSL_VERSION_NUM", fake_verified.as_str()),
     ];
-    let setup = nginx::Setup {
+    let setup = Setup {
         env: &env,
         main: keep_env,
-        no_lua: false,
+        ..Setup::default()
     };
     let nginx = Nginx::start_with(
         "openssl-fake-verified",
-        Discovery::Cpath,
-        setup,
-        1,
+        &setup,
+        &["http"],
         &[],
         &openssl_version_http,
     );
@@ -816,12 +846,11 @@ fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
 
     // The same without `env`: init_by_lua* saw the variable (nginx started), but nginx
     // dropped it from its environment afterwards, master_process off or not.
-    let setup = nginx::Setup { main: "", ..setup };
+    let setup = Setup { main: "", ..setup };
     let nginx = Nginx::start_with(
         "openssl-fake-no-env",
-        Discovery::Cpath,
-        setup,
-        1,
+        &setup,
+        &["http"],
         &[],
         &openssl_version_http,
     );
@@ -833,16 +862,15 @@ fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
         ("LD_PRELOAD", shim),
         ("KCT_FAKE_OPENSSL_VERSION_NUM", "50000000"),
     ];
-    let setup = nginx::Setup {
+    let setup = Setup {
         env: &env,
         main: keep_env,
-        no_lua: false,
+        ..Setup::default()
     };
     let log = match Nginx::try_start_with(
         "openssl-unverified",
-        Discovery::Cpath,
-        setup,
-        1,
+        &setup,
+        &["http"],
         &[],
         &openssl_version_http,
     ) {
@@ -863,4 +891,77 @@ fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
     );
     assert!(log.contains(&want), "no `{want}` in:\n{log}");
     assert!(log.contains("init_by_lua"), "{log}");
+}
+
+// The harness ---------------------------------------------------------------------------
+
+/// nginx started under a wrapper command (as the benches run it under callgrind) is the
+/// nginx the harness waits for, names and stops: here `env KCT_WRAPPED=1`, which execs
+/// nginx with that variable (which nginx then reports). As one process and as a master
+/// with a worker, the library loads, mutual-TLS handshakes work, and the process the
+/// harness holds is nginx itself.
+#[test]
+fn nginx_runs_under_a_wrapper_command() {
+    let mut files = nginx::server_files(server_pki());
+    files.push((
+        "client-ca.pem",
+        pki::pem(&client_pki().root.cert).into_bytes(),
+    ));
+    let leaf = ClientCert::leaf(client_pki());
+    let ports: Vec<&str> = MTLS_PORTS.iter().copied().chain(["env"]).collect();
+    let http = |p: &Ports| {
+        format!(
+            r#"{}
+    server {{
+        listen 127.0.0.1:{};
+        location / {{ content_by_lua_block {{ ngx.print(os.getenv("KCT_WRAPPED")) }} }}
+    }}
+"#,
+            mtls_http(p),
+            p.get("env")
+        )
+    };
+    for main in [
+        "env KCT_WRAPPED;",
+        "env KCT_WRAPPED;\nmaster_process on;\nworker_processes 1;",
+    ] {
+        let setup = Setup {
+            wrapper: &["env", "KCT_WRAPPED=1"],
+            main,
+            ..Setup::default()
+        };
+        let nginx = Nginx::start_with("wrapped", &setup, &ports, &files, &http);
+        assert_eq!(
+            get_plain(nginx.port("env"), "/"),
+            (200, "1".to_string()),
+            "{main:?}: the wrapper's variable"
+        );
+        for version in VERSIONS {
+            let ctx = format!("{} {main:?}", clients::tls_label(version));
+            let reply = get(&Request::new(nginx.port("ours_ca"), "/", version).cert(Some(&leaf)));
+            assert_eq!(reply.status, 200, "{ctx}");
+            assert_eq!(
+                reply.header("X-Protocol"),
+                clients::tls_label(version),
+                "{ctx}"
+            );
+            assert_eq!(reply.body, leaf.chain_pem(), "{ctx}");
+        }
+        let exe = std::fs::read_link(format!("/proc/{}/exe", nginx.pid())).unwrap();
+        assert!(
+            exe.ends_with(nginx::NGINX.trim_start_matches('/')),
+            "{main:?}: {exe:?}"
+        );
+        let workers = nginx.workers();
+        if !main.contains("master_process on") {
+            assert_eq!(workers, vec![nginx.pid()], "one process");
+        } else {
+            assert_eq!(workers, vec![nginx.worker()], "one worker");
+            assert_ne!(nginx.worker(), nginx.pid(), "the worker is not the master");
+        }
+        for pid in workers {
+            assert!(process::usage(pid).rss_kb > 0, "{main:?}: RSS of {pid}");
+        }
+        nginx.finish();
+    }
 }

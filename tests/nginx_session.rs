@@ -26,24 +26,22 @@
 //! session lookup. Every nginx ends with a clean error log (no `[alert]`, `[crit]`,
 //! `[emerg]`, `[error]`) and every handshake succeeds.
 
-mod common;
-mod nginx;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::c_long;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use foreign_types::ForeignType;
 use openssl::asn1::Asn1Time;
-use openssl::ssl::SslSession;
+use openssl::ssl::{SslSession, SslVersion};
 
-use common::pki::Identity;
-use common::{KeyKind, Pki};
-use nginx::{Discovery, Nginx, Setup};
+use support::clients::{self, SClient};
+use support::nginx::{self, HttpBlock, Nginx, Ports, Setup};
+use support::pki::{self, Identity, KeyKind, Pki};
+use support::sys::SSL_SESSION_set_time;
 
 fn server_pki() -> &'static Pki {
     Pki::get("server", KeyKind::EcdsaP256)
@@ -66,8 +64,8 @@ const DN_SHORT: &str = "CN=short-lived client of A,O=kong-client-tls tests";
 
 fn client_files(name: &str, id: &Identity) -> [(String, Vec<u8>); 2] {
     [
-        (format!("{name}.pem"), nginx::pem(&id.cert).into_bytes()),
-        (format!("{name}.key"), nginx::key_pem(&id.key)),
+        (format!("{name}.pem"), pki::pem(&id.cert).into_bytes()),
+        (format!("{name}.key"), pki::key_pem(&id.key)),
     ]
 }
 
@@ -78,7 +76,7 @@ fn files() -> Vec<(String, Vec<u8>)> {
         .into_iter()
         .map(|(n, d)| (n.to_string(), d))
         .collect();
-    let (ca_a, ca_b) = (nginx::pem(&a.root.cert), nginx::pem(&b.root.cert));
+    let (ca_a, ca_b) = (pki::pem(&a.root.cert), pki::pem(&b.root.cert));
     files.push(("ca-a.pem".into(), ca_a.clone().into_bytes()));
     files.push(("ca-b.pem".into(), ca_b.clone().into_bytes()));
     files.push(("ca-ab.pem".into(), format!("{ca_a}{ca_b}").into_bytes()));
@@ -86,8 +84,8 @@ fn files() -> Vec<(String, Vec<u8>)> {
     files.extend(client_files(CLIENT_B, &b.issue_from_root("client of B")));
     // Another server certificate, for the block of `sni_order_http` that must differ.
     let other = &server_pki().direct_leaf;
-    files.push(("other.pem".into(), nginx::pem(&other.cert).into_bytes()));
-    files.push(("other.key".into(), nginx::key_pem(&other.key)));
+    files.push(("other.pem".into(), pki::pem(&other.cert).into_bytes()));
+    files.push(("other.key".into(), pki::key_pem(&other.key)));
     // Resuming across a reload needs the same ticket keys before and after it.
     files.push(("ticket.key".into(), random_bytes(80)));
     files
@@ -99,10 +97,10 @@ fn random_bytes(n: usize) -> Vec<u8> {
     bytes
 }
 
-fn start(name: &str, setup: Setup, ports: usize, http: nginx::HttpBlock) -> Nginx {
+fn start(name: &str, setup: Setup, ports: &[&'static str], http: HttpBlock) -> Nginx {
     let files = files();
     let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
-    Nginx::start_with(name, Discovery::Cpath, setup, ports, &files, http)
+    Nginx::start_with(name, &setup, ports, &files, http)
 }
 
 /// Stops nginx: no `[error]` either (a failed request or a handshake the handler
@@ -217,18 +215,18 @@ fn control_server(port: u16) -> String {
     )
 }
 
-const CONTROL: usize = 0;
-const TICKETS: usize = 1;
-const NO_TICKETS: usize = 2;
-const BUILTIN: usize = 3;
+const CONTROL: &str = "control";
+const TICKETS: &str = "tickets";
+const NO_TICKETS: &str = "no-tickets";
+const BUILTIN: &str = "builtin";
 
-fn binding_http(p: &[u16]) -> String {
+fn binding_http(p: &Ports) -> String {
     format!(
         "{}{}{}{}",
-        control_server(p[CONTROL]),
-        tls_servers(p[TICKETS], TICKETS_ON, ""),
-        tls_servers(p[NO_TICKETS], TICKETS_OFF, ""),
-        tls_servers(p[BUILTIN], BUILTIN_CACHE, "")
+        control_server(p.get(CONTROL)),
+        tls_servers(p.get(TICKETS), TICKETS_ON, ""),
+        tls_servers(p.get(NO_TICKETS), TICKETS_OFF, ""),
+        tls_servers(p.get(BUILTIN), BUILTIN_CACHE, "")
     )
 }
 
@@ -248,7 +246,7 @@ enum Offer {
 /// One resumption path: a port and what the client offers there.
 struct Route {
     what: &'static str,
-    port: usize,
+    port: &'static str,
     offer: Offer,
 }
 
@@ -340,15 +338,10 @@ struct Client<'a> {
 impl<'a> Client<'a> {
     /// `route` on its port of `nginx`.
     fn new(nginx: &'a Nginx, route: &'a Route, tag: &str) -> Self {
-        Self::on_port(nginx, route, nginx.port(route.port), tag)
-    }
-
-    /// `route`'s offer on `port`.
-    fn on_port(nginx: &'a Nginx, route: &'a Route, port: u16, tag: &str) -> Self {
         Client {
             nginx,
             what: route.what,
-            port,
+            port: nginx.port(route.port),
             offer: route.offer,
             tag: tag.to_string(),
         }
@@ -360,24 +353,20 @@ impl<'a> Client<'a> {
 
     fn connect(&self, name: &str, cert: Option<&str>, session: Session) -> Seen {
         let dir = &self.nginx.dir;
-        // s_client writes what it receives straight to its stdout and everything else
-        // through stdio, fully buffered on a pipe: line-buffered, the two interleave only
-        // between lines.
-        let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "openssl", "s_client"])
-            .arg(if self.offer == Offer::Tls13 {
-                "-tls1_3"
-            } else {
-                "-tls1_2"
-            })
-            .arg("-connect")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(["-servername", name, "-ign_eof", "-trace"]);
+        let version = if self.offer == Offer::Tls13 {
+            SslVersion::TLS1_3
+        } else {
+            SslVersion::TLS1_2
+        };
+        let mut cmd = SClient::new(self.port, version)
+            .servername(name)
+            .arg("-trace");
         if self.offer == Offer::Tls12SessionId {
-            cmd.arg("-no_ticket");
+            cmd = cmd.arg("-no_ticket");
         }
         if let Some(cert) = cert {
-            cmd.arg("-cert")
+            cmd = cmd
+                .arg("-cert")
                 .arg(dir.join(format!("{cert}.pem")))
                 .arg("-key")
                 .arg(dir.join(format!("{cert}.key")));
@@ -386,11 +375,11 @@ impl<'a> Client<'a> {
             Session::None => "-".to_string(),
             Session::Out(path) => {
                 let _ = fs::remove_file(path);
-                cmd.arg("-sess_out").arg(path);
+                cmd = cmd.arg("-sess_out").arg(path);
                 "-".to_string()
             }
             Session::In(path) => {
-                cmd.arg("-sess_in").arg(path);
+                cmd = cmd.arg("-sess_in").arg(path);
                 path.file_name().unwrap().to_string_lossy().into_owned()
             }
         };
@@ -399,24 +388,11 @@ impl<'a> Client<'a> {
             self.what,
             cert.unwrap_or("without a certificate")
         );
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("openssl s_client runs");
         let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let out = cmd.run(Some(&request));
+        let (stdout, stderr) = (&out.stdout, &out.stderr);
         let context = || format!("{ctx}:\n{stdout}\n{stderr}");
-        assert!(out.status.success(), "{}", context());
+        assert!(out.ok, "{}", context());
         let line = stdout
             .lines()
             .find(|l| l.starts_with("kct|"))
@@ -507,7 +483,7 @@ impl<'a> Client<'a> {
     /// The CA set of this client's `*.rot.test` name from now on.
     fn rotate(&self, set: &str) {
         let path = format!("/rot?name={}&set={set}", self.rot_name());
-        let (status, body) = nginx::get_plain(self.nginx.port(CONTROL), &path);
+        let (status, body) = clients::get_plain(self.nginx.port(CONTROL), &path);
         assert_eq!((status, body.as_str()), (200, set));
     }
 
@@ -521,7 +497,12 @@ impl<'a> Client<'a> {
 /// Cases 1, 2, 3 and 5 of issue 12 on every route, one thread per route.
 #[test]
 fn sessions_resume_only_where_the_verdict_is_the_same() {
-    let nginx = start("session", Setup::default(), 4, &binding_http);
+    let nginx = start(
+        "session",
+        Setup::default(),
+        &[CONTROL, TICKETS, NO_TICKETS, BUILTIN],
+        &binding_http,
+    );
     std::thread::scope(|s| {
         for (i, route) in ROUTES.iter().enumerate() {
             let client = Client::new(&nginx, route, &format!("r{i}"));
@@ -693,10 +674,6 @@ fn short_lived(pki: &Pki, cn: &str, not_after: i64) -> Identity {
     id
 }
 
-extern "C" {
-    fn SSL_SESSION_set_time(s: *mut openssl_sys::SSL_SESSION, t: c_long) -> c_long;
-}
-
 /// Makes the client's copy of a session look just received. A TLS 1.3 client does not
 /// offer a ticket older than the lifetime the server announced; one that does anyway
 /// leaves the decision to the server, which is what is tested.
@@ -767,7 +744,12 @@ fn before_expiry(c: &Client, not_after: i64) -> (PathBuf, PathBuf) {
 /// without a certificate request is still resumed.
 #[test]
 fn sessions_end_before_the_client_certificate_expires() {
-    let nginx = start("expiry", Setup::default(), 4, &binding_http);
+    let nginx = start(
+        "expiry",
+        Setup::default(),
+        &[CONTROL, TICKETS, NO_TICKETS, BUILTIN],
+        &binding_http,
+    );
     let not_after = unix_now() + 10;
     let short = short_lived(pki_a(), "short-lived client of A", not_after);
     for (file, data) in client_files(CLIENT_SHORT, &short) {
@@ -819,13 +801,13 @@ const WORKERS_DIE_WITH_MASTER: &str = r#"
 /// every configuration generation (a reload) encrypts and decrypts them alike; connections
 /// spread over the workers by the kernel (`reuseport`: one socket per worker). No
 /// `builtin` cache: it is one per worker process.
-fn workers_http(p: &[u16]) -> String {
+fn workers_http(p: &Ports) -> String {
     let tickets = format!("{TICKETS_ON}\n        ssl_session_ticket_key ticket.key;");
     format!(
         "{WORKERS_DIE_WITH_MASTER}{}{}{}",
-        control_server(p[CONTROL]),
-        tls_servers(p[TICKETS], &tickets, "reuseport"),
-        tls_servers(p[NO_TICKETS], TICKETS_OFF, "reuseport")
+        control_server(p.get(CONTROL)),
+        tls_servers(p.get(TICKETS), &tickets, "reuseport"),
+        tls_servers(p.get(NO_TICKETS), TICKETS_OFF, "reuseport")
     )
 }
 
@@ -838,7 +820,12 @@ fn two_workers_and_a_reload_keep_bound_sessions() {
         main: "master_process on;\nworker_processes 2;",
         ..Setup::default()
     };
-    let nginx = start("workers", setup, 3, &workers_http);
+    let nginx = start(
+        "workers",
+        setup,
+        &[CONTROL, TICKETS, NO_TICKETS],
+        &workers_http,
+    );
     let clients: Vec<Client> = ROUTES
         .iter()
         .enumerate()
@@ -909,7 +896,7 @@ const SNI_BEFORE_SESSION_LOOKUP: (u32, u32, u32) = (1, 29, 2);
 
 /// Plain nginx (no Lua): `c.test` (the default server) and `e.test`, whose other
 /// certificate gives it another session id context of nginx's own.
-fn sni_order_http(p: &[u16]) -> String {
+fn sni_order_http(p: &Ports) -> String {
     let block = |name: &str, cert: &str| {
         format!(
             r#"
@@ -923,7 +910,7 @@ fn sni_order_http(p: &[u16]) -> String {
         {echo}
     }}
 "#,
-            port = p[0],
+            port = p.get(TICKETS),
             echo = echo(name)
         )
     };
@@ -941,10 +928,10 @@ fn where_nginx_switches_the_server_block() {
         no_lua: true,
         ..Setup::default()
     };
-    let nginx = start("sni-order", setup, 1, &sni_order_http);
+    let nginx = start("sni-order", setup, &[TICKETS], &sni_order_http);
     let sni_first = nginx::nginx_version() >= SNI_BEFORE_SESSION_LOOKUP;
     for (i, route) in ROUTES.iter().enumerate().filter(|(_, r)| r.port == TICKETS) {
-        let c = Client::on_port(&nginx, route, nginx.port(0), &format!("o{i}"));
+        let c = Client::new(&nginx, route, &format!("o{i}"));
         let (_, s_c) = c.new_session("c.test", None, "c");
         c.offer("c.test", None, &s_c).expect(true, "NONE", "");
         let seen = c.offer("e.test", None, &s_c);

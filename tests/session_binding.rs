@@ -10,20 +10,13 @@
 //! Every case compares the resumed (or refused) connection's verdict with a fresh full
 //! handshake on the same name.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::api::{disable_session_reuse, request_client_certificate, CertStack};
-use common::pki::{issue, new_key, Identity};
-use common::sessions::SessionPath;
-use common::{
-    connect_ssl, count_client_hellos, hook, install_hook_callbacks, Connection, Hook, Hooks,
-    KeyKind, Pki,
-};
 use foreign_types::ForeignTypeRef;
 use openssl::asn1::Asn1Time;
 use openssl::ssl::{
@@ -32,11 +25,14 @@ use openssl::ssl::{
 };
 use openssl::x509::{X509VerifyResult, X509};
 use openssl_sys::SSL;
-
-extern "C" {
-    fn SSL_set_options(ssl: *mut SSL, options: u64) -> u64;
-    fn SSL_CTX_get_options(ctx: *const openssl_sys::SSL_CTX) -> u64;
-}
+use support::api::{disable_session_reuse, request_client_certificate, CertStack};
+use support::memtls::{
+    client_context_presenting, connect_ssl, count_client_hellos, hook, install_hook_callbacks,
+    ClosureHook, Connection, Hooks,
+};
+use support::pki::{issue, new_key, Identity, KeyKind, Pki};
+use support::sessions::SessionPath;
+use support::sys::{SSL_CTX_get_options, SSL_set_not_resumable_session_callback, SSL_set_options};
 
 const NAMES: [&str; 3] = ["a.test", "b.test", "c.test"];
 
@@ -83,7 +79,7 @@ fn context(path: SessionPath, sid_ctx: &[u8]) -> SslContextBuilder {
     let identity = Pki::get("server", key_kind());
     let mut ctx = SslContext::builder(SslMethod::tls_server()).unwrap();
     ctx.set_certificate(&identity.leaf.cert).unwrap();
-    ctx.add_extra_chain_cert(identity.intermediate.cert.clone())
+    ctx.add_extra_chain_cert(identity.intermediate().cert.clone())
         .unwrap();
     ctx.set_private_key(&identity.leaf.key).unwrap();
     ctx.set_min_proto_version(Some(path.version())).unwrap();
@@ -183,7 +179,7 @@ impl Server {
     }
 
     /// The certificate-phase hook of this server's form.
-    fn certificate_hook(&self) -> Option<Hook> {
+    fn certificate_hook(&self) -> Option<ClosureHook> {
         let policy = self.policy.clone();
         let form = self.form;
         hook(move |ssl| {
@@ -218,7 +214,7 @@ impl Server {
         name: &str,
         client: Option<&Identity>,
         version: SslVersion,
-        certificate: Option<Hook>,
+        certificate: Option<ClosureHook>,
     ) -> Connection {
         let mut ssl = client_ssl(client, version);
         ssl.set_hostname(name).unwrap();
@@ -250,19 +246,7 @@ impl Server {
 }
 
 fn client_ssl(identity: Option<&Identity>, version: SslVersion) -> Ssl {
-    Ssl::new(&client_context_builder(identity, version).build()).unwrap()
-}
-
-fn client_context_builder(identity: Option<&Identity>, version: SslVersion) -> SslContextBuilder {
-    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(version)).unwrap();
-    ctx.set_max_proto_version(Some(version)).unwrap();
-    ctx.set_verify(SslVerifyMode::NONE);
-    if let Some(id) = identity {
-        ctx.set_certificate(&id.cert).unwrap();
-        ctx.set_private_key(&id.key).unwrap();
-    }
-    ctx
+    Ssl::new(&client_context_presenting(version, identity, &[]).build()).unwrap()
 }
 
 /// The verdict a server reports, as nginx's `$ssl_client_verify` derives it.
@@ -613,7 +597,7 @@ fn the_binding_holds_across_a_hello_retry_request() {
     // during the first ClientHello already changes nginx's own session id context; the CA
     // set of one name is what only the binding tells apart.)
     let retrying_client = || {
-        let mut ctx = client_context_builder(Some(client_a()), SslVersion::TLS1_3);
+        let mut ctx = client_context_presenting(SslVersion::TLS1_3, Some(client_a()), &[]);
         ctx.set_groups_list("P-384:X25519").unwrap();
         let ssl = Ssl::new(&ctx.build()).unwrap();
         let hellos = count_client_hellos(&ssl);
@@ -679,12 +663,6 @@ fn a_replaced_not_resumable_callback_fails_closed() {
     // a caller that replaces it must never get a verdict from the context's store instead:
     // either nginx's SNI switch has reset the request (no certificate asked, NONE), or the
     // connection refuses any certificate.
-    extern "C" {
-        fn SSL_set_not_resumable_session_callback(
-            ssl: *mut SSL,
-            cb: Option<unsafe extern "C" fn(*mut SSL, std::ffi::c_int) -> std::ffi::c_int>,
-        );
-    }
     let path = SessionPath::Tls13StatelessTicket;
     for switch in SWITCHES {
         let server = Server::new(path, Form::ClientHello, switch, by_name());

@@ -6,7 +6,7 @@
 #
 # host: this machine's nginx. Anything else: a Debian root of that suite, made (once,
 # cached) by tests/distro/make-root.sh, whose nginx runs the suites (KCT_NGINX_ROOT, see
-# tests/nginx/mod.rs) while the clients stay on the host. Prints one line per suite and a
+# tests/support/nginx.rs) while the clients stay on the host. Prints one line per suite and a
 # last line for the stack; with KCT_MATRIX_OUT=<file>, also appends one tab-separated line
 # per suite to that file:
 #

@@ -1,20 +1,15 @@
 -- Helpers for tests/nginx_e2e.rs, loaded inside the test nginx (tests/nginx/ is on its
--- lua_package_path). The test config sets the global E2E_DIR (the nginx prefix, where
--- the test wrote its PEM files) in init_by_lua.
--- luacheck: read globals E2E_DIR
+-- lua_package_path). The test config (tests/support/nginx.rs) sets in init_by_lua the
+-- globals E2E_DIR (the nginx prefix, where the test wrote its PEM files) and
+-- KCT_FUNCTIONS (the API's functions, from tests/support/kong.rs: the one list).
+-- luacheck: read globals E2E_DIR KCT_FUNCTIONS
 
 local tls = require "kong_client_tls"
 local ngx_ssl = require "ngx.ssl"
 
 local _M = {}
 
-local FUNCS = {
-  "request_client_certificate",
-  "disable_session_reuse",
-  "get_full_client_certificate_chain",
-  "set_client_verify",
-  "disable_http2_alpn",
-}
+local FUNCS = assert(KCT_FUNCTIONS, "KCT_FUNCTIONS is set by the test config")
 
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
