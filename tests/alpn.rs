@@ -151,9 +151,9 @@ fn hrr_pair(alpn: &[u8]) -> (SslContext, SslContext) {
 }
 
 /// A client `SSL` that counts the ClientHellos it sends.
-fn counting_client(ctx: &SslContext) -> (Ssl, &'static AtomicUsize) {
-    let ssl = Ssl::new(ctx).unwrap();
-    let counter = count_client_hellos(&ssl);
+fn counting_client(ctx: &SslContext) -> (Ssl, Arc<AtomicUsize>) {
+    let mut ssl = Ssl::new(ctx).unwrap();
+    let counter = count_client_hellos(&mut ssl);
     (ssl, counter)
 }
 
@@ -382,18 +382,20 @@ fn sni_switch_to_another_context_still_refuses_h2() {
 
 #[test]
 fn c_servers_alpn_select_callback_honours_the_switch() {
-    let protocols: &'static KongClientTlsProtocols = Box::leak(Box::new(KongClientTlsProtocols {
+    // Declared first, so it is dropped after every context that points to it.
+    let protocols = Box::new(KongClientTlsProtocols {
         data: NGINX_PROTOCOLS.as_ptr(),
         len: NGINX_PROTOCOLS.len(),
-    }));
+    });
     for version in VERSIONS {
         let ctx = server_context(Pki::get("server", KeyKind::EcdsaP256), version);
-        // SAFETY: the callback and its static argument outlive the context.
+        // SAFETY: the callback and its argument (kept until the end of the test) outlive
+        // the context.
         unsafe {
             openssl_sys::SSL_CTX_set_alpn_select_cb__fixed_rust(
                 ctx.as_ptr(),
                 Some(kong_client_tls_alpn_select_cb),
-                ptr::from_ref(protocols).cast_mut().cast(),
+                ptr::from_ref(&*protocols).cast_mut().cast(),
             );
         }
         let server_ctx = ctx.build();

@@ -599,8 +599,8 @@ fn the_binding_holds_across_a_hello_retry_request() {
     let retrying_client = || {
         let mut ctx = client_context_presenting(SslVersion::TLS1_3, Some(client_a()), &[]);
         ctx.set_groups_list("P-384:X25519").unwrap();
-        let ssl = Ssl::new(&ctx.build()).unwrap();
-        let hellos = count_client_hellos(&ssl);
+        let mut ssl = Ssl::new(&ctx.build()).unwrap();
+        let hellos = count_client_hellos(&mut ssl);
         (ssl, hellos)
     };
     let use_b = Arc::new(AtomicUsize::new(0));

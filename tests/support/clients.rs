@@ -157,7 +157,7 @@ impl Reply {
 /// just before (e.g. to count its ClientHellos). `Err` with OpenSSL's message.
 pub fn handshake(
     req: &Request,
-    prepare: impl FnOnce(&SslRef),
+    prepare: impl FnOnce(&mut SslRef),
 ) -> Result<SslStream<TcpStream>, String> {
     let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
     ctx.set_min_proto_version(Some(req.version)).unwrap();
@@ -185,7 +185,7 @@ pub fn handshake(
         // SAFETY: the session comes from a client of the same settings.
         unsafe { ssl.set_session(session).unwrap() };
     }
-    prepare(&ssl);
+    prepare(&mut ssl);
     let tcp = TcpStream::connect(("127.0.0.1", req.port)).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     ssl.connect(tcp).map_err(|e| e.to_string())

@@ -232,17 +232,21 @@ unsafe extern "C" fn count_sent_client_hello(
 }
 
 /// Makes the client `ssl` count the ClientHellos it sends (two after a
-/// HelloRetryRequest). The counter is leaked, so it outlives the `SSL`.
-pub fn count_client_hellos(ssl: &SslRef) -> &'static AtomicUsize {
-    let counter: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    // SAFETY: live SSL; the counter lives for the rest of the process.
+/// HelloRetryRequest). The `SSL` keeps a reference to the counter in its ex_data, so
+/// the callback's argument lives exactly as long as the `SSL`.
+pub fn count_client_hellos(ssl: &mut SslRef) -> Arc<AtomicUsize> {
+    static INDEX: OnceLock<Index<Ssl, Arc<AtomicUsize>>> = OnceLock::new();
+    let index = *INDEX.get_or_init(|| Ssl::new_ex_index().unwrap());
+    let counter = Arc::new(AtomicUsize::new(0));
+    ssl.set_ex_data(index, counter.clone());
+    // SAFETY: live SSL; the counter is owned by the SSL's ex_data until SSL_free.
     unsafe {
         SSL_set_msg_callback(ssl.as_ptr(), Some(count_sent_client_hello));
         SSL_ctrl(
             ssl.as_ptr(),
             SSL_CTRL_SET_MSG_CALLBACK_ARG,
             0,
-            std::ptr::from_ref(counter).cast_mut().cast(),
+            Arc::as_ptr(&counter).cast_mut().cast(),
         );
     }
     counter

@@ -22,9 +22,19 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// `<target>/release`, where `cargo build --release --lib` puts the library.
+/// Where Cargo put the library built with this test or bench: the parent of the `deps`
+/// directory this executable runs from (`<target>/release`, or `<target>/<triple>/release`
+/// for an instrumented `--target` build such as `make test-sanitizers`); else
+/// `<target>/release`, where `cargo build --release --lib` puts it.
 pub fn release_dir() -> PathBuf {
-    target_dir().join("release")
+    let exe = std::env::current_exe().ok();
+    exe.as_deref()
+        .and_then(Path::parent)
+        .filter(|dir| dir.ends_with("deps"))
+        .and_then(Path::parent)
+        .filter(|dir| dir.join("libkong_client_tls.so").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| target_dir().join("release"))
 }
 
 /// The built `libkong_client_tls.so`, or why it is missing.
