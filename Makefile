@@ -121,10 +121,11 @@ test-rust:
 	$(CARGO) test --release --all-targets
 
 # C programs against the header and the static library, then again under valgrind.
-# The header must also compile on its own as C99 and as C++.
+# The header must also compile on its own as C89, C99 and C++.
 CTEST_DIR ?= $(RELEASE)/ctests
 test-c: build
 	@mkdir -p $(CTEST_DIR)
+	$(CC) -std=c89 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c89.o
 	$(CC) -std=c99 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c.o
 	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_cxx.o
 	@rm -rf $(CTEST_DIR)/pki && tests/c/make-pki.sh $(CTEST_DIR)/pki
