@@ -7,6 +7,13 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 LUADIR  ?= $(PREFIX)/share/lua/5.1
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+# The one version (Cargo.toml's), and the ABI number of the SONAME derived from it
+# (build.rs: libkong_client_tls.so.<major>; README, "Versions").
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libkong_client_tls.so.$(SOMAJOR)
 
 # CARGO_TARGET_DIR is honoured, so the OpenSSL matrix can keep one build per line.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -150,16 +157,28 @@ lint:
 header:
 	KONG_CLIENT_TLS_WRITE_HEADER=1 $(CARGO) build --release --lib
 
+# The shared library as libkong_client_tls.so.<version> with the SONAME link (.so.<major>)
+# and the development link (.so), the static library, the header, the Lua module and the
+# pkg-config file. ldconfig runs when installing to the live system (no DESTDIR).
 install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUADIR)
-	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUADIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so.$(VERSION)
+	ln -sf libkong_client_tls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so
 	install -m 0644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/libkong_client_tls.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCDIR)/kong_client_tls.h
 	install -m 0644 lua/kong_client_tls.lua $(DESTDIR)$(LUADIR)/kong_client_tls.lua
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' packaging/kong_client_tls.pc.in \
+	    > $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
-	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua
+	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
+	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua \
+	      $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
 
 # The demo: stock nginx on 127.0.0.1 with examples/nginx.conf.template, scripted requests,
 # then serving until Ctrl-C (DEMO_ONCE=1: exit after the script). See examples/demo.sh.
