@@ -8,6 +8,8 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 LUADIR  ?= $(PREFIX)/share/lua/5.1
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The libdir the .pc names, when the files are staged elsewhere (`make deb`).
+PC_LIBDIR ?= $(LIBDIR)
 
 # The one version (Cargo.toml's), and the ABI number of the SONAME derived from it
 # (build.rs: libkong_client_tls.so.<major>; README, "Versions").
@@ -168,7 +170,7 @@ install: build
 	install -m 0644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/libkong_client_tls.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCDIR)/kong_client_tls.h
 	install -m 0644 lua/kong_client_tls.lua $(DESTDIR)$(LUADIR)/kong_client_tls.lua
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' packaging/kong_client_tls.pc.in \
 	    > $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
@@ -179,6 +181,30 @@ uninstall:
 	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua \
 	      $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
+
+# Debian packages (cargo-deb, built once into KCT_CACHE/tools and reused): the staged
+# `make install` of target/release/deb, packed as described by [package.metadata.deb]
+# of Cargo.toml, into target/release/debian/kong-client-tls{,-dev}_<version>-1_<arch>.deb.
+KCT_CACHE ?= $(HOME)/.cache/kong-client-tls
+CARGO_DEB_VERSION := 3.8.0
+CARGO_DEB := $(KCT_CACHE)/tools/cargo-deb-$(CARGO_DEB_VERSION)/bin/cargo-deb
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(CC) -print-multiarch)
+DEB_STAGE := $(abspath $(RELEASE)/deb)
+DEB_DIR   := $(RELEASE)/debian
+.PHONY: deb cargo-deb
+cargo-deb: $(CARGO_DEB)
+$(CARGO_DEB):
+	env -u CARGO_TARGET_DIR $(CARGO) install --locked --quiet --version $(CARGO_DEB_VERSION) \
+	  --root $(KCT_CACHE)/tools/cargo-deb-$(CARGO_DEB_VERSION) cargo-deb
+deb: build $(CARGO_DEB)
+	@rm -rf $(DEB_STAGE) $(DEB_DIR) && mkdir -p $(DEB_DIR)
+	@# Staged flat in usr/lib: cargo-deb's --multiarch moves usr/lib/ to usr/lib/<tuple>/,
+	@# which the .pc names.
+	@$(MAKE) --no-print-directory install DESTDIR=$(DEB_STAGE) PREFIX=/usr \
+	  PC_LIBDIR=/usr/lib/$(MULTIARCH) >/dev/null
+	$(CARGO_DEB) --no-build --strip --multiarch same -o $(DEB_DIR)/
+	$(CARGO_DEB) --no-build --strip --multiarch same --variant dev -o $(DEB_DIR)/
+	@for d in $(DEB_DIR)/*.deb; do echo "== $$d"; dpkg-deb -I $$d | sed -n 's/^ \(Package\|Version\|Depends\|Recommends\):/  \1:/p'; dpkg-deb -c $$d | awk '{print "  " $$6, $$7, $$8}'; done
 
 # The demo: stock nginx on 127.0.0.1 with examples/nginx.conf.template, scripted requests,
 # then serving until Ctrl-C (DEMO_ONCE=1: exit after the script). See examples/demo.sh.
