@@ -10,6 +10,8 @@ LUADIR  ?= $(PREFIX)/share/lua/5.1
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 # The libdir the .pc names, when the files are staged elsewhere (`make deb`).
 PC_LIBDIR ?= $(LIBDIR)
+# Run after installing to (and uninstalling from) the live system; LDCONFIG=: skips it.
+LDCONFIG ?= ldconfig
 
 # The one version (Cargo.toml's), and the ABI number of the SONAME derived from it
 # (build.rs: libkong_client_tls.so.<major>; README, "Versions").
@@ -170,17 +172,22 @@ install: build
 	install -m 0644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/libkong_client_tls.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCDIR)/kong_client_tls.h
 	install -m 0644 lua/kong_client_tls.lua $(DESTDIR)$(LUADIR)/kong_client_tls.lua
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(PC_LIBDIR))|' \
+	    -e 's|@INCDIR@|$(call pc_path,$(INCDIR))|' \
 	    -e 's|@VERSION@|$(VERSION)|' packaging/kong_client_tls.pc.in \
 	    > $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
-	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi
+
+# A path under PREFIX as the .pc writes it, relative to ${prefix}: the file then still works
+# from a staged tree with `pkg-config --define-prefix` or `--define-variable=prefix=...`.
+pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
 	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua \
 	      $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
-	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi
 
 # Debian packages (cargo-deb, built once into KCT_CACHE/tools and reused): the staged
 # `make install` of target/release/deb, packed as described by [package.metadata.deb]
