@@ -189,6 +189,32 @@ uninstall:
 	      $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi
 
+# `luarocks make` (kong-client-tls-<version>-1.rockspec) runs `make build`, then this with
+# the rock's directories: the module and the library (as lib?.so, which the module finds
+# through the tree's package.cpath), and for C the header, the static library and a .pc
+# in the rock's own directory under c/.
+.PHONY: install-rock rock
+install-rock:
+	@test -n "$(ROCK_PREFIX)" && test -n "$(ROCK_LUADIR)" && test -n "$(ROCK_LIBDIR)" || \
+	  { echo "install-rock: run by luarocks make (ROCK_PREFIX, ROCK_LUADIR, ROCK_LIBDIR)"; exit 1; }
+	install -d $(ROCK_LUADIR) $(ROCK_LIBDIR) $(ROCK_PREFIX)/c/include $(ROCK_PREFIX)/c/lib/pkgconfig
+	install -m 0644 lua/kong_client_tls.lua $(ROCK_LUADIR)/kong_client_tls.lua
+	install -m 0755 $(SO) $(ROCK_LIBDIR)/libkong_client_tls.so
+	install -m 0644 $(HEADER) $(ROCK_PREFIX)/c/include/kong_client_tls.h
+	install -m 0644 $(STATICLIB) $(ROCK_PREFIX)/c/lib/libkong_client_tls.a
+	install -m 0755 $(SO) $(ROCK_PREFIX)/c/lib/libkong_client_tls.so
+	sed -e 's|@PREFIX@|$(ROCK_PREFIX)/c|' -e 's|@LIBDIR@|$${prefix}/lib|' \
+	    -e 's|@INCDIR@|$${prefix}/include|' -e 's|@VERSION@|$(VERSION)|' \
+	    packaging/kong_client_tls.pc.in > $(ROCK_PREFIX)/c/lib/pkgconfig/kong_client_tls.pc
+
+# The rock into a local tree, as a Lua developer would: ROCK_TREE (default
+# target/rocks), then the paths to give nginx.
+ROCK_TREE ?= $(TARGET_DIR)/rocks
+rock:
+	luarocks --lua-version 5.1 make --tree $(ROCK_TREE) kong-client-tls-$(VERSION)-1.rockspec
+	@echo "lua_package_path \"$(abspath $(ROCK_TREE))/share/lua/5.1/?.lua;;\";"
+	@echo "lua_package_cpath \"$(abspath $(ROCK_TREE))/lib/lua/5.1/?.so;;\";"
+
 # Debian packages (cargo-deb, built once into KCT_CACHE/tools and reused): the staged
 # `make install` of target/release/deb, packed as described by [package.metadata.deb]
 # of Cargo.toml, into target/release/debian/kong-client-tls{,-dev}_<version>-1_<arch>.deb.

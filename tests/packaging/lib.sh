@@ -77,10 +77,15 @@ make_pki() {
 # foreground (daemon off), in the background, stopped at exit. The config writes its pid
 # and logs under <prefix>. The optional command prefix runs nginx another way
 # (tests/distro/in-root.sh <root> <paths> --).
+# With KCT_NGINX_ROOT (a root of tests/distro/make-root.sh), nginx is that root's, as in
+# tests/distro/run.sh, with the temp dir and the clone visible at the same paths.
 start_nginx() {
   local prefix=$1
   shift
   mkdir -p "$prefix/logs"
+  if [ $# = 0 ] && [ -n "${KCT_NGINX_ROOT:-}" ]; then
+    set -- "$repo/tests/distro/in-root.sh" "$KCT_NGINX_ROOT" "$tmp" "$repo" --
+  fi
   "$@" nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" \
     -g 'daemon off;' > "$prefix/logs/stdout.log" 2>&1 &
   on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
