@@ -40,7 +40,8 @@ CTEST_ENV := $(if $(OPENSSL_RUN_PREFIX),env LD_LIBRARY_PATH=$(OPENSSL_RUN_PREFIX
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := gcc g++ make perl pkg-config libssl-dev openssl curl valgrind python3 \
-                nginx libnginx-mod-http-lua lua-resty-core lua-check debootstrap shellcheck
+                nginx libnginx-mod-http-lua lua-resty-core lua-check debootstrap shellcheck \
+                luarocks dpkg-dev
 
 .PHONY: all build deps test test-rust test-c test-abi test-openssl test-distros test-matrix \
         platforms lint header install uninstall clean run bench fuzz
@@ -68,18 +69,37 @@ test: deps
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-abi
+	$(MAKE) test-packaging
 	$(MAKE) test-openssl OPENSSL_LINES=3.5 MATRIX_MODES=swap
 	$(MAKE) test-distros DISTROS=trixie
 
 # What `make test` needs beyond the host, made side by side with the library (`-j3`): the
 # first time, OpenSSL 3.5 compiles while debootstrap downloads Debian 13; later, both are
 # cached outside the clone and this takes no time.
-.PHONY: test-prereqs openssl-lts root-trixie
-test-prereqs: build openssl-lts root-trixie
+.PHONY: test-prereqs openssl-lts root-trixie root-bookworm
+test-prereqs: build openssl-lts root-trixie root-bookworm cargo-deb
 openssl-lts:
 	@tests/openssl/build.sh 3.5 >/dev/null
 root-trixie:
 	@tests/distro/make-root.sh trixie >/dev/null
+root-bookworm:
+	@tests/distro/make-root.sh bookworm >/dev/null
+
+# Each road a user installs by (tests/packaging/): the API page against the module; the C
+# road (make install, pkg-config dynamic and static, examples/c-server against curl and
+# openssl s_client); the rock into a local tree, served by nginx; install_pdk with
+# examples/kong-plugin; then the .debs (one version everywhere, and apt in a clean Debian
+# 12 root with stock nginx). Each script prints its checks; nginx and the example servers
+# listen on free 127.0.0.1 ports and are stopped at exit, pass or fail.
+.PHONY: test-packaging
+test-packaging: build
+	@python3 tests/packaging/api_doc.py
+	@tests/packaging/c.sh
+	@tests/packaging/rock.sh
+	@tests/packaging/pdk.sh
+	@$(MAKE) --no-print-directory deb CARGO_DEB_FLAGS=--fast >/dev/null
+	@tests/packaging/versions.sh
+	@tests/packaging/deb.sh bookworm
 
 # The OpenSSL matrix (tests/openssl/matrix.sh): each line built once from the openssl-src
 # crate's source into ~/.cache/kong-client-tls (KCT_CACHE), then the in-process suites.
@@ -154,8 +174,9 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --test header
-	luacheck --no-color lua/ examples/ tests/nginx/
+	luacheck --no-color lua/ examples/ tests/nginx/ tests/packaging/
 	shellcheck tests/openssl/*.sh tests/distro/*.sh
+	shellcheck -x tests/packaging/*.sh
 
 # Rewrites the committed header from the Rust sources.
 header:
@@ -189,11 +210,15 @@ uninstall:
 	      $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi
 
-# `luarocks make` (kong-client-tls-<version>-1.rockspec) runs `make build`, then this with
+# `luarocks make` (kong-client-tls-<version>-1.rockspec) runs `make rock-build`, then this with
 # the rock's directories: the module and the library (as lib?.so, which the module finds
 # through the tree's package.cpath), and for C the header, the static library and a .pc
 # in the rock's own directory under c/.
-.PHONY: install-rock rock
+.PHONY: rock-build install-rock rock
+# luarocks passes CC=gcc, which make exports: without it, cargo reuses the build of
+# `make build` instead of rebuilding openssl-sys for a changed CC.
+rock-build:
+	env -u CC $(CARGO) build --release --lib
 install-rock:
 	@test -n "$(ROCK_PREFIX)" && test -n "$(ROCK_LUADIR)" && test -n "$(ROCK_LIBDIR)" || \
 	  { echo "install-rock: run by luarocks make (ROCK_PREFIX, ROCK_LUADIR, ROCK_LIBDIR)"; exit 1; }
@@ -224,6 +249,7 @@ CARGO_DEB := $(KCT_CACHE)/tools/cargo-deb-$(CARGO_DEB_VERSION)/bin/cargo-deb
 MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(CC) -print-multiarch)
 DEB_STAGE := $(abspath $(RELEASE)/deb)
 DEB_DIR   := $(RELEASE)/debian
+CARGO_DEB_FLAGS ?=
 .PHONY: deb cargo-deb
 cargo-deb: $(CARGO_DEB)
 $(CARGO_DEB):
@@ -235,8 +261,8 @@ deb: build $(CARGO_DEB)
 	@# which the .pc names.
 	@$(MAKE) --no-print-directory install DESTDIR=$(DEB_STAGE) PREFIX=/usr \
 	  PC_LIBDIR=/usr/lib/$(MULTIARCH) >/dev/null
-	$(CARGO_DEB) --no-build --strip --multiarch same -o $(DEB_DIR)/
-	$(CARGO_DEB) --no-build --strip --multiarch same --variant dev -o $(DEB_DIR)/
+	$(CARGO_DEB) --no-build --strip --multiarch same $(CARGO_DEB_FLAGS) -o $(DEB_DIR)/
+	$(CARGO_DEB) --no-build --strip --multiarch same $(CARGO_DEB_FLAGS) --variant dev -o $(DEB_DIR)/
 	@for d in $(DEB_DIR)/*.deb; do echo "== $$d"; dpkg-deb -I $$d | sed -n 's/^ \(Package\|Version\|Depends\|Recommends\):/  \1:/p'; dpkg-deb -c $$d | awk '{print "  " $$6, $$7, $$8}'; done
 
 # The demo: stock nginx on 127.0.0.1 with examples/nginx.conf.template, scripted requests,

@@ -28,7 +28,7 @@ dependencies = {
 }
 build = {
   type = "make",
-  build_target = "build",
+  build_target = "rock-build",
   build_variables = {},
   install_target = "install-rock",
   install_variables = {
