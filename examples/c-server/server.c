@@ -15,7 +15,12 @@
  * stdout, and an HTTP/1.1 request gets a one-line answer saying the same.
  *
  * Build: cc -o server server.c $(pkg-config --cflags --libs kong_client_tls libssl libcrypto)
- * (examples/c-server/Makefile; README, "Using it from C").
+ * (examples/c-server/Makefile; README, "Using it from C"). Try it:
+ *   ./server 8443 server.pem server.key client-ca.pem
+ *   curl -k --resolve mtls.example:8443:127.0.0.1 --cert client.pem --key client.key \
+ *        https://mtls.example:8443/
+ *   openssl s_client -connect 127.0.0.1:8443 -servername noh2.example -alpn h2,http/1.1
+ * (tests/packaging/c.sh runs these and more against it).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -30,7 +30,7 @@ expect "pkg-config --static --libs" "$(pkg-config --static --libs kong_client_tl
 
 # The example as a user copies it, built against the installed files.
 cp "$repo/examples/c-server/server.c" "$repo/examples/c-server/Makefile" "$tmp/"
-quiet make -C "$tmp" server server-static
+quiet make -C "$tmp" server server-static CFLAGS="-O2 -g -Wall -Wextra -Werror"
 dyn=$(readelf -d "$tmp/server")
 expect "dynamic build: NEEDED the SONAME" "$dyn" "Shared library: [libkong_client_tls.so.$major]"
 expect_not "dynamic build: no build path recorded" "$dyn" "RUNPATH"

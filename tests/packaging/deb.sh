@@ -89,7 +89,7 @@ http {
                 local chain, err = tls.get_full_client_certificate_chain()
                 local _, n = (chain or ""):gsub("BEGIN CERTIFICATE", "")
                 ngx.say("version=", tls._VERSION, " certs=", n, " err=", tostring(err),
-                        " verify=", ngx.var.ssl_client_verify)
+                        " verify=", ngx.var.ssl_client_verify, " cpath=", package.cpath)
             }
         }
     }
@@ -100,6 +100,8 @@ wait_port "$port"
 reply=$(curl_tls a.example "$port" --cert "$tmp/pki/client_a.pem" --key "$tmp/pki/client_a.key")
 expect "curl with a certificate of the CA: verified" "$reply" \
   "version=$version certs=1 err=nil verify=SUCCESS"
+# Found by its SONAME: no template of nginx's default cpath names its directory.
+expect_not "the library is not on nginx's package.cpath" "$reply" "/usr/lib/$multiarch/?.so"
 reply=$(curl_tls a.example "$port")
 expect "curl without a certificate: served, none" "$reply" "certs=0 err=nil verify=NONE"
 reply=$(curl_tls a.example "$port" --cert "$tmp/pki/chain.pem" --key "$tmp/pki/leaf.key")
