@@ -4,6 +4,7 @@
 # cached root stays clean: `apt-get install ./kong-client-tls_*.deb ./kong-client-tls-dev_*.deb`,
 # then Debian's nginx with the README's minimal configuration (no lua_package_* line, no
 # KONG_CLIENT_TLS_LIB) serves mutual TLS to curl and `openssl s_client`; then
+# the example server builds statically from the -dev package through its .pc; then
 # `apt-get remove` leaves none of the packages' files and no trace in dpkg.
 # Needs root and `make deb` first (the Makefile's test-deb does both).
 #
@@ -111,6 +112,19 @@ reply=$(openssl s_client -connect "127.0.0.1:$port" -servername a.example \
 expect "openssl s_client: the CA list sent" "$reply" "C Client CA A"
 check_error_log "$tmp/nginx"
 kill "$(cat "$tmp/nginx/nginx.pid")"
+
+# The -dev package as a C user's pkg-config sees it: the example built statically against
+# the root's header, .a and .pc (by the host's compiler, with the root as sysroot; the
+# system directories unfiltered, since they are the root's here), run on the host.
+pc_env=(PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_LIBDIR="$tmp/root/usr/lib/$multiarch/pkgconfig"
+        PKG_CONFIG_SYSTEM_INCLUDE_PATH=/nonexistent PKG_CONFIG_SYSTEM_LIBRARY_PATH=/nonexistent)
+expect "the -dev package's .pc" "$(env "${pc_env[@]}" pkg-config --cflags --libs kong_client_tls)" \
+  "-I$tmp/root/usr/include -L$tmp/root/usr/lib/$multiarch -lkong_client_tls"
+cp "$repo/examples/c-server/server.c" "$repo/examples/c-server/Makefile" "$tmp/"
+quiet env "${pc_env[@]}" make -C "$tmp" server-static
+expect_not "built from the -dev package: no NEEDED libkong_client_tls" \
+  "$(readelf -d "$tmp/server-static")" "libkong_client_tls"
+expect "and it runs" "$("$tmp/server-static" 2>&1 || true)" "usage:"
 
 quiet in_root apt-get remove -y -q kong-client-tls kong-client-tls-dev
 left=""
