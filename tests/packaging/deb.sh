@@ -6,7 +6,7 @@
 # KONG_CLIENT_TLS_LIB) serves mutual TLS to curl and `openssl s_client`; then
 # the example server builds statically from the -dev package through its .pc; then
 # `apt-get remove` leaves none of the packages' files and no trace in dpkg.
-# Needs root and `make deb` first (the Makefile's test-deb does both).
+# Needs root and `make deb` first (`make test-packaging` runs it as root after make deb).
 #
 #   tests/packaging/deb.sh [suite]     (default bookworm: the host's, which built the .deb)
 set -euo pipefail
