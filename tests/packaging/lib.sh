@@ -84,7 +84,7 @@ start_nginx() {
   shift
   mkdir -p "$prefix/logs"
   if [ $# = 0 ] && [ -n "${KCT_NGINX_ROOT:-}" ]; then
-    set -- "$repo/tests/distro/in-root.sh" "$KCT_NGINX_ROOT" "$tmp" "$repo" --
+    set -- "$repo/tests/distro/in-root.sh" "$KCT_NGINX_ROOT" "$tmp" "$repo" "$target_dir" --
   fi
   "$@" nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" \
     -g 'daemon off;' > "$prefix/logs/stdout.log" 2>&1 &
