@@ -7,6 +7,17 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 LUADIR  ?= $(PREFIX)/share/lua/5.1
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The libdir the .pc names, when the files are staged elsewhere (`make deb`).
+PC_LIBDIR ?= $(LIBDIR)
+# Run after installing to (and uninstalling from) the live system; LDCONFIG=: skips it.
+LDCONFIG ?= ldconfig
+
+# The one version (Cargo.toml's), and the ABI number of the SONAME derived from it
+# (build.rs: libkong_client_tls.so.<major>; README, "Versions").
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libkong_client_tls.so.$(SOMAJOR)
 
 # CARGO_TARGET_DIR is honoured, so the OpenSSL matrix can keep one build per line.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -29,7 +40,8 @@ CTEST_ENV := $(if $(OPENSSL_RUN_PREFIX),env LD_LIBRARY_PATH=$(OPENSSL_RUN_PREFIX
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := gcc g++ make perl pkg-config libssl-dev openssl curl valgrind python3 \
-                nginx libnginx-mod-http-lua lua-resty-core lua-check debootstrap shellcheck
+                nginx libnginx-mod-http-lua lua-resty-core lua-check debootstrap shellcheck \
+                luarocks dpkg-dev
 
 .PHONY: all build deps test test-rust test-c test-abi test-openssl test-distros test-matrix \
         platforms lint header install uninstall clean run bench fuzz test-sanitizers
@@ -57,18 +69,37 @@ test: deps
 	$(MAKE) test-rust
 	$(MAKE) test-c
 	$(MAKE) test-abi
+	$(MAKE) test-packaging
 	$(MAKE) test-openssl OPENSSL_LINES=3.5 MATRIX_MODES=swap
 	$(MAKE) test-distros DISTROS=trixie
 
 # What `make test` needs beyond the host, made side by side with the library (`-j3`): the
 # first time, OpenSSL 3.5 compiles while debootstrap downloads Debian 13; later, both are
 # cached outside the clone and this takes no time.
-.PHONY: test-prereqs openssl-lts root-trixie
-test-prereqs: build openssl-lts root-trixie
+.PHONY: test-prereqs openssl-lts root-trixie root-bookworm
+test-prereqs: build openssl-lts root-trixie root-bookworm cargo-deb
 openssl-lts:
 	@tests/openssl/build.sh 3.5 >/dev/null
 root-trixie:
 	@tests/distro/make-root.sh trixie >/dev/null
+root-bookworm:
+	@tests/distro/make-root.sh bookworm >/dev/null
+
+# Each road a user installs by (tests/packaging/): the API page against the module; the C
+# road (make install, pkg-config dynamic and static, examples/c-server against curl and
+# openssl s_client); the rock into a local tree, served by nginx; install_pdk with
+# examples/kong-plugin; then the .debs (one version everywhere, and apt in a clean Debian
+# 12 root with stock nginx). Each script prints its checks; nginx and the example servers
+# listen on free 127.0.0.1 ports and are stopped at exit, pass or fail.
+.PHONY: test-packaging
+test-packaging: build
+	@python3 tests/packaging/api_doc.py
+	@tests/packaging/c.sh
+	@tests/packaging/rock.sh
+	@tests/packaging/pdk.sh
+	@$(MAKE) --no-print-directory deb CARGO_DEB_FLAGS=--fast >/dev/null
+	@tests/packaging/versions.sh
+	@tests/packaging/deb.sh bookworm
 
 # The OpenSSL matrix (tests/openssl/matrix.sh): each line built once from the openssl-src
 # crate's source into ~/.cache/kong-client-tls (KCT_CACHE), then the in-process suites.
@@ -121,10 +152,11 @@ test-rust:
 	$(CARGO) test --release --all-targets
 
 # C programs against the header and the static library, then again under valgrind.
-# The header must also compile on its own as C99 and as C++.
+# The header must also compile on its own as C89, C99 and C++.
 CTEST_DIR ?= $(RELEASE)/ctests
 test-c: build
 	@mkdir -p $(CTEST_DIR)
+	$(CC) -std=c89 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c89.o
 	$(CC) -std=c99 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c.o
 	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_cxx.o
 	@rm -rf $(CTEST_DIR)/pki && tests/c/make-pki.sh $(CTEST_DIR)/pki
@@ -142,23 +174,96 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --test header
-	luacheck --no-color lua/ examples/ tests/nginx/
+	luacheck --no-color lua/ examples/ tests/nginx/ tests/packaging/
 	shellcheck tests/openssl/*.sh tests/distro/*.sh
+	shellcheck -x tests/packaging/*.sh
 
 # Rewrites the committed header from the Rust sources.
 header:
 	KONG_CLIENT_TLS_WRITE_HEADER=1 $(CARGO) build --release --lib
 
+# The shared library as libkong_client_tls.so.<version> with the SONAME link (.so.<major>)
+# and the development link (.so), the static library, the header, the Lua module and the
+# pkg-config file. ldconfig runs when installing to the live system (no DESTDIR).
 install: build
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUADIR)
-	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LUADIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(SO) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so.$(VERSION)
+	ln -sf libkong_client_tls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkong_client_tls.so
 	install -m 0644 $(STATICLIB) $(DESTDIR)$(LIBDIR)/libkong_client_tls.a
 	install -m 0644 $(HEADER) $(DESTDIR)$(INCDIR)/kong_client_tls.h
 	install -m 0644 lua/kong_client_tls.lua $(DESTDIR)$(LUADIR)/kong_client_tls.lua
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(PC_LIBDIR))|' \
+	    -e 's|@INCDIR@|$(call pc_path,$(INCDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' packaging/kong_client_tls.pc.in \
+	    > $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi
+
+# A path under PREFIX as the .pc writes it, relative to ${prefix}: the file then still works
+# from a staged tree with `pkg-config --define-prefix` or `--define-variable=prefix=...`.
+pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
-	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua
+	rm -f $(DESTDIR)$(LIBDIR)/libkong_client_tls.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libkong_client_tls.so $(DESTDIR)$(LIBDIR)/libkong_client_tls.a \
+	      $(DESTDIR)$(INCDIR)/kong_client_tls.h $(DESTDIR)$(LUADIR)/kong_client_tls.lua \
+	      $(DESTDIR)$(PKGCONFIGDIR)/kong_client_tls.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo $(LDCONFIG); $(LDCONFIG); fi
+
+# `luarocks make` (kong-client-tls-<version>-1.rockspec) runs `make rock-build`, then this with
+# the rock's directories: the module and the library (as lib?.so, which the module finds
+# through the tree's package.cpath), and for C the header, the static library and a .pc
+# in the rock's own directory under c/.
+.PHONY: rock-build install-rock rock
+# luarocks passes CC=gcc, which make exports: without it, cargo reuses the build of
+# `make build` instead of rebuilding openssl-sys for a changed CC.
+rock-build:
+	env -u CC $(CARGO) build --release --lib
+install-rock:
+	@test -n "$(ROCK_PREFIX)" && test -n "$(ROCK_LUADIR)" && test -n "$(ROCK_LIBDIR)" || \
+	  { echo "install-rock: run by luarocks make (ROCK_PREFIX, ROCK_LUADIR, ROCK_LIBDIR)"; exit 1; }
+	install -d $(ROCK_LUADIR) $(ROCK_LIBDIR) $(ROCK_PREFIX)/c/include $(ROCK_PREFIX)/c/lib/pkgconfig
+	install -m 0644 lua/kong_client_tls.lua $(ROCK_LUADIR)/kong_client_tls.lua
+	install -m 0755 $(SO) $(ROCK_LIBDIR)/libkong_client_tls.so
+	install -m 0644 $(HEADER) $(ROCK_PREFIX)/c/include/kong_client_tls.h
+	install -m 0644 $(STATICLIB) $(ROCK_PREFIX)/c/lib/libkong_client_tls.a
+	install -m 0755 $(SO) $(ROCK_PREFIX)/c/lib/libkong_client_tls.so
+	sed -e 's|@PREFIX@|$(ROCK_PREFIX)/c|' -e 's|@LIBDIR@|$${prefix}/lib|' \
+	    -e 's|@INCDIR@|$${prefix}/include|' -e 's|@VERSION@|$(VERSION)|' \
+	    packaging/kong_client_tls.pc.in > $(ROCK_PREFIX)/c/lib/pkgconfig/kong_client_tls.pc
+
+# The rock into a local tree, as a Lua developer would: ROCK_TREE (default
+# target/rocks), then the paths to give nginx.
+ROCK_TREE ?= $(TARGET_DIR)/rocks
+rock:
+	luarocks --lua-version 5.1 make --tree $(ROCK_TREE) kong-client-tls-$(VERSION)-1.rockspec
+	@echo "lua_package_path \"$(abspath $(ROCK_TREE))/share/lua/5.1/?.lua;;\";"
+	@echo "lua_package_cpath \"$(abspath $(ROCK_TREE))/lib/lua/5.1/?.so;;\";"
+
+# Debian packages (cargo-deb, built once into KCT_CACHE/tools and reused): the staged
+# `make install` of target/release/deb, packed as described by [package.metadata.deb]
+# of Cargo.toml, into target/release/debian/kong-client-tls{,-dev}_<version>-1_<arch>.deb.
+KCT_CACHE ?= $(HOME)/.cache/kong-client-tls
+CARGO_DEB_VERSION := 3.8.0
+CARGO_DEB := $(KCT_CACHE)/tools/cargo-deb-$(CARGO_DEB_VERSION)/bin/cargo-deb
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(CC) -print-multiarch)
+DEB_STAGE := $(abspath $(RELEASE)/deb)
+DEB_DIR   := $(RELEASE)/debian
+CARGO_DEB_FLAGS ?=
+.PHONY: deb cargo-deb
+cargo-deb: $(CARGO_DEB)
+$(CARGO_DEB):
+	env -u CARGO_TARGET_DIR $(CARGO) install --locked --quiet --version $(CARGO_DEB_VERSION) \
+	  --root $(KCT_CACHE)/tools/cargo-deb-$(CARGO_DEB_VERSION) cargo-deb
+deb: build $(CARGO_DEB)
+	@rm -rf $(DEB_STAGE) $(DEB_DIR) && mkdir -p $(DEB_DIR)
+	@# Staged flat in usr/lib: cargo-deb's --multiarch moves usr/lib/ to usr/lib/<tuple>/,
+	@# which the .pc names.
+	@$(MAKE) --no-print-directory install DESTDIR=$(DEB_STAGE) PREFIX=/usr \
+	  PC_LIBDIR=/usr/lib/$(MULTIARCH) >/dev/null
+	$(CARGO_DEB) --no-build --strip --multiarch same $(CARGO_DEB_FLAGS) -o $(DEB_DIR)/
+	$(CARGO_DEB) --no-build --strip --multiarch same $(CARGO_DEB_FLAGS) --variant dev -o $(DEB_DIR)/
+	@for d in $(DEB_DIR)/*.deb; do echo "== $$d"; dpkg-deb -I $$d | sed -n 's/^ \(Package\|Version\|Depends\|Recommends\):/  \1:/p'; dpkg-deb -c $$d | awk '{print "  " $$6, $$7, $$8}'; done
 
 # The demo: stock nginx on 127.0.0.1 with examples/nginx.conf.template, scripted requests,
 # then serving until Ctrl-C (DEMO_ONCE=1: exit after the script). See examples/demo.sh.

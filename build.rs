@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 fn main() {
     refuse_openssl_before_3();
+    link_shared_library();
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=KONG_CLIENT_TLS_WRITE_HEADER");
@@ -22,7 +23,8 @@ fn main() {
         .expect("cbindgen can read the crate")
         .write(&mut header);
     let header = String::from_utf8(header).expect("cbindgen writes UTF-8");
-    std::fs::write(&out, parenthesise_negative_macros(&header)).expect("OUT_DIR is writable");
+    std::fs::write(&out, c89_comments(&parenthesise_negative_macros(&header)))
+        .expect("OUT_DIR is writable");
     println!(
         "cargo:rustc-env=KONG_CLIENT_TLS_GENERATED_HEADER={}",
         out.display()
@@ -32,6 +34,42 @@ fn main() {
         let committed = crate_dir.join("include").join("kong_client_tls.h");
         std::fs::copy(&out, &committed).expect("include/ is writable");
     }
+}
+
+/// The shared library's ELF names: SONAME `libkong_client_tls.so.<N>`, N the ABI number.
+///
+/// The rule (README, "Versions"): N is the major version of `Cargo.toml`. Through the 0.x
+/// releases the C ABI only grows (new functions, new status codes), so every 0.y.z is
+/// `libkong_client_tls.so.0`; a release that removes or changes anything in the C ABI
+/// is a new major version with a new SONAME (1.0.0: `.so.1`). The Makefile, the `.deb`
+/// and the `.pc` derive the same N from the same version.
+///
+/// `-z nodelete`: LuaJIT `dlclose()`s a clib when it is garbage collected, but OpenSSL
+/// still holds this library's callbacks (verify, message, not-resumable) and ex_data
+/// free functions on live connections; the library must stay mapped until exit.
+fn link_shared_library() {
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libkong_client_tls.so.{major}");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+}
+
+/// cbindgen's `cpp_compat` lines end in `// __cplusplus` and `// extern "C"`, which C89
+/// rejects (`-std=c89 -pedantic`, where OpenSSL's own headers compile): the header has
+/// `/* */` comments only (`documentation_style = "doxy"` for the documentation).
+fn c89_comments(header: &str) -> String {
+    let mut fixed = String::with_capacity(header.len());
+    for line in header.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        match body.split_once("//") {
+            // Only cbindgen's own lines (`#endif`, `}`): never a `//` inside documentation.
+            Some((code, comment)) if code.starts_with(['#', '}']) => {
+                fixed.push_str(&format!("{code}/* {} */", comment.trim()));
+                fixed.push_str(&line[body.len()..]);
+            }
+            _ => fixed.push_str(line),
+        }
+    }
+    fixed
 }
 
 /// `#define X -1` becomes `#define X (-1)`, so that `a-X` or `X[0]`-style expansions in C

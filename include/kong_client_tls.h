@@ -9,7 +9,8 @@
  * `const char **err` (which may be NULL), owned by the library: never free it. It is
  * static, except when an OpenSSL call failed: then it says what OpenSSL said, and the
  * connection holds it until its next such failure or SSL_free. No function aborts or
- * unwinds into the caller. Link with: libkong_client_tls.a -lssl -lcrypto (see README).
+ * unwinds into the caller. Link with pkg-config: `pkg-config --cflags --libs
+ * kong_client_tls` (README, "Using it from C", for the static line).
  */
 
 #ifndef KONG_CLIENT_TLS_H
@@ -20,70 +21,90 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 
-// Success.
+/**
+ * Success.
+ */
 #define KONG_CLIENT_TLS_OK 0
 
-// Failure; `*err` names the reason.
+/**
+ * Failure; `*err` names the reason.
+ */
 #define KONG_CLIENT_TLS_ERROR (-1)
 
-// The peer presented no certificate (or none was requested).
+/**
+ * The peer presented no certificate (or none was requested).
+ */
 #define KONG_CLIENT_TLS_NO_CERTIFICATE 1
 
-// The caller's buffer is too small; the needed size was written back.
+/**
+ * The caller's buffer is too small; the needed size was written back.
+ */
 #define KONG_CLIENT_TLS_BUFFER_TOO_SMALL 2
 
-// `kong_client_tls_check_libssl` only: the host process exports no libssl/libcrypto
-// symbols, so sharing one libssl cannot be proven.
+/**
+ * `kong_client_tls_check_libssl` only: the host process exports no libssl/libcrypto
+ * symbols, so sharing one libssl cannot be proven.
+ */
 #define KONG_CLIENT_TLS_NO_HOST_LIBSSL 3
 
-// A server's ALPN protocols in wire format (each name preceded by its length byte), in
-// preference order, e.g. `"\x02h2\x08http/1.1"`.
+/**
+ * A server's ALPN protocols in wire format (each name preceded by its length byte), in
+ * preference order, e.g. `"\x02h2\x08http/1.1"`.
+ */
 typedef struct kong_client_tls_protocols {
-  // The first byte of the list.
+  /**
+   * The first byte of the list.
+   */
   const unsigned char *data;
-  // The list's length in bytes.
+  /**
+   * The list's length in bytes.
+   */
   size_t len;
 } kong_client_tls_protocols;
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif /* __cplusplus */
 
-// Makes this server-side connection negotiate anything but `h2` through ALPN.
-//
-// Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
-// `ssl_client_hello_by_lua*`), or before the handshake starts. A client offering
-// `h2,http/1.1` then gets `http/1.1` from whatever ALPN callback the server uses; a
-// client offering only `h2` gets a `no_application_protocol` alert (when the server's
-// callback, like nginx's, fails on no overlap); a client offering no ALPN is unaffected.
-// It holds across HelloRetryRequest and SNI context switches. Other connections are
-// unaffected.
-//
-// A TLS 1.3 resumption offered together with `h2` becomes a full handshake (the PSK
-// binder covers the bytes we change); TLS 1.2 resumptions are kept.
-//
-// It installs this `SSL`'s message callback, replacing any set on the `SSL` or
-// inherited from its `SSL_CTX` (nginx sets none).
-//
-// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
-// (when `err` is not NULL; see the header's note on errors).
-//
-// # Safety
-// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+/**
+ * Makes this server-side connection negotiate anything but `h2` through ALPN.
+ *
+ * Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
+ * `ssl_client_hello_by_lua*`), or before the handshake starts. A client offering
+ * `h2,http/1.1` then gets `http/1.1` from whatever ALPN callback the server uses; a
+ * client offering only `h2` gets a `no_application_protocol` alert (when the server's
+ * callback, like nginx's, fails on no overlap); a client offering no ALPN is unaffected.
+ * It holds across HelloRetryRequest and SNI context switches. Other connections are
+ * unaffected.
+ *
+ * A TLS 1.3 resumption offered together with `h2` becomes a full handshake (the PSK
+ * binder covers the bytes we change); TLS 1.2 resumptions are kept.
+ *
+ * It installs this `SSL`'s message callback, replacing any set on the `SSL` or
+ * inherited from its `SSL_CTX` (nginx sets none).
+ *
+ * Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+ * (when `err` is not NULL; see the header's note on errors).
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+ */
 int kong_client_tls_disable_http2_alpn(SSL *ssl, const char **err);
 
-// An ALPN select callback for C servers that own their `SSL_CTX`:
-// `SSL_CTX_set_alpn_select_cb(ctx, kong_client_tls_alpn_select_cb, &protocols)` with
-// `protocols` a `kong_client_tls_protocols` that outlives the context.
-//
-// It picks the first of the server's protocols that the client offered (server
-// preference, like nginx), skipping `h2` on connections where
-// `kong_client_tls_disable_http2_alpn` was called. No common protocol, or a malformed
-// list, ends the handshake with a `no_application_protocol` alert.
-//
-// # Safety
-// OpenSSL's contract for ALPN select callbacks; `arg` points to a live
-// `kong_client_tls_protocols` whose `data` holds `len` readable bytes.
+/**
+ * An ALPN select callback for C servers that own their `SSL_CTX`:
+ * `SSL_CTX_set_alpn_select_cb(ctx, kong_client_tls_alpn_select_cb, &protocols)` with
+ * `protocols` a `kong_client_tls_protocols` that outlives the context.
+ *
+ * It picks the first of the server's protocols that the client offered (server
+ * preference, like nginx), skipping `h2` on connections where
+ * `kong_client_tls_disable_http2_alpn` was called. No common protocol, or a malformed
+ * list, ends the handshake with a `no_application_protocol` alert.
+ *
+ * # Safety
+ * OpenSSL's contract for ALPN select callbacks; `arg` points to a live
+ * `kong_client_tls_protocols` whose `data` holds `len` readable bytes.
+ */
 int kong_client_tls_alpn_select_cb(SSL *ssl,
                                    const unsigned char **out,
                                    unsigned char *outlen,
@@ -91,151 +112,165 @@ int kong_client_tls_alpn_select_cb(SSL *ssl,
                                    unsigned int client_len,
                                    void *arg);
 
-// Copies the PEM of the client's certificate chain (leaf first, then the certificates
-// the client sent after it, in its order) into `buf`, followed by a NUL.
-//
-// Call it on a server-side connection once the handshake has received the client's
-// Certificate (e.g. in any nginx request phase). The PEM is encoded once per connection
-// and kept with the `SSL` (freed by `SSL_free`); later calls copy the cached bytes.
-// On a resumed session the leaf is always there; the rest of the chain only when OpenSSL
-// kept the session in memory (its internal cache): a session rebuilt from a ticket or an
-// external cache (nginx's `ssl_session_cache shared:`) holds the leaf alone.
-//
-// `*len` is the size of `buf` on entry. Returns:
-// - `KONG_CLIENT_TLS_OK`: `buf` holds the PEM and a NUL; `*len` is the PEM length
-//   without the NUL;
-// - `KONG_CLIENT_TLS_NO_CERTIFICATE`: the client sent no certificate; `*len` is 0;
-// - `KONG_CLIENT_TLS_BUFFER_TOO_SMALL`: nothing copied; `*len` is the size needed
-//   (PEM length + 1). Pass `buf` NULL and `*len` 0 to ask for the size;
-// - `KONG_CLIENT_TLS_ERROR`: `*err` holds a message (when `err` is not NULL; see the
-//   header's note on errors).
-//
-// # Safety
-// `ssl` is NULL or a live `SSL *`; `buf` is NULL or writable for `*len` bytes; `len` is
-// NULL or writable; `err` is NULL or writable.
+/**
+ * Copies the PEM of the client's certificate chain (leaf first, then the certificates
+ * the client sent after it, in its order) into `buf`, followed by a NUL.
+ *
+ * Call it on a server-side connection once the handshake has received the client's
+ * Certificate (e.g. in any nginx request phase). The PEM is encoded once per connection
+ * and kept with the `SSL` (freed by `SSL_free`); later calls copy the cached bytes.
+ * On a resumed session the leaf is always there; the rest of the chain only when OpenSSL
+ * kept the session in memory (its internal cache): a session rebuilt from a ticket or an
+ * external cache (nginx's `ssl_session_cache shared:`) holds the leaf alone.
+ *
+ * `*len` is the size of `buf` on entry. Returns:
+ * - `KONG_CLIENT_TLS_OK`: `buf` holds the PEM and a NUL; `*len` is the PEM length
+ *   without the NUL;
+ * - `KONG_CLIENT_TLS_NO_CERTIFICATE`: the client sent no certificate; `*len` is 0;
+ * - `KONG_CLIENT_TLS_BUFFER_TOO_SMALL`: nothing copied; `*len` is the size needed
+ *   (PEM length + 1). Pass `buf` NULL and `*len` 0 to ask for the size;
+ * - `KONG_CLIENT_TLS_ERROR`: `*err` holds a message (when `err` is not NULL; see the
+ *   header's note on errors).
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `buf` is NULL or writable for `*len` bytes; `len` is
+ * NULL or writable; `err` is NULL or writable.
+ */
 int kong_client_tls_get_full_client_certificate_chain(SSL *ssl,
                                                       char *buf,
                                                       size_t *len,
                                                       const char **err);
 
-// Points `*pem` at the cached PEM of the client's certificate chain, without copying.
-//
-// Same chain, phases and return codes as
-// `kong_client_tls_get_full_client_certificate_chain` (never `BUFFER_TOO_SMALL`).
-// On `KONG_CLIENT_TLS_OK`, `*pem` is NUL-terminated and `*len` is its length without
-// the NUL. The bytes belong to the connection: they stay valid until `SSL_free` or the
-// next chain call on the same `SSL`, whichever comes first. Never free them.
-// On `KONG_CLIENT_TLS_NO_CERTIFICATE`, `*pem` is NULL and `*len` is 0.
-//
-// # Safety
-// `ssl` is NULL or a live `SSL *`; `pem`, `len` and `err` are NULL or writable.
+/**
+ * Points `*pem` at the cached PEM of the client's certificate chain, without copying.
+ *
+ * Same chain, phases and return codes as
+ * `kong_client_tls_get_full_client_certificate_chain` (never `BUFFER_TOO_SMALL`).
+ * On `KONG_CLIENT_TLS_OK`, `*pem` is NUL-terminated and `*len` is its length without
+ * the NUL. The bytes belong to the connection: they stay valid until `SSL_free` or the
+ * next chain call on the same `SSL`, whichever comes first. Never free them.
+ * On `KONG_CLIENT_TLS_NO_CERTIFICATE`, `*pem` is NULL and `*len` is 0.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `pem`, `len` and `err` are NULL or writable.
+ */
 int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
                                                        const char **pem,
                                                        size_t *len,
                                                        const char **err);
 
-// Requests a client certificate on a server-side connection without requiring it.
-//
-// Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
-// `ssl_client_hello_by_lua*`), the certificate callback (`SSL_CTX_set_cert_cb`; nginx's
-// `ssl_certificate_by_lua*`), or before the handshake.
-// It sets verify mode `SSL_VERIFY_PEER` with a verify callback that always accepts, and
-// verify depth 0. When `ca_certs` is not NULL, its certificates become this connection's
-// verify store and their subject names are sent as the acceptable-CA list of the
-// CertificateRequest. With `ca_certs` NULL, no CA list is sent and the context's store
-// is used. The verification outcome is available after the handshake through
-// `SSL_get_verify_result()`. These settings hold across an SNI switch
-// (`SSL_set_SSL_CTX` in a servername callback, as nginx does).
-//
-// Session resumption never reports a verdict that a full handshake on the resuming
-// connection would not give:
-// - From the client hello callback or before the handshake, with `ca_certs`: the
-//   connection's session id context (`SSL_set_session_id_context`) becomes a SHA-256
-//   binding of the policy version, verify depth 0, the ClientHello's raw `server_name`
-//   extension (or its absence; "before the handshake" when called then), the
-//   connection's certificate at the time of the call, and each CA certificate (order
-//   and duplicates ignored), certificates by the SHA-1 fingerprint OpenSSL caches with
-//   them. OpenSSL then resumes, on every
-//   path (TLS 1.2 session IDs and tickets, TLS 1.3 tickets), only sessions born under
-//   the same binding; any other offer becomes a clean full handshake that verifies
-//   again. Sessions this connection creates carry the binding.
-// - From the certificate callback, or with `ca_certs` NULL: the session is made
-//   impossible to resume, as `kong_client_tls_disable_session_reuse` does (by then
-//   OpenSSL has already decided on resumption, and the context's store cannot be
-//   bound).
-// - In both cases the session ends (its timeout is shortened) about two seconds before
-//   the first expiry among the certificates the verification saw, and a resumed TLS 1.3
-//   connection issues tickets that end no later than the session it resumed.
-//
-// A second call from the certificate callback after one at ClientHello time succeeds
-// and changes nothing when `ca_certs` has the same certificates, and fails otherwise
-// (resumed connections skip the certificate callback, so the two must agree).
-//
-// This `SSL`'s verify callback, not-resumable-session callback and, when bound, message
-// callback belong to the library after the call.
-//
-// Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
-// it again on the same connection replaces the previous store and CA list.
-//
-// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
-// (when `err` is not NULL; see the header's note on errors). On error the connection is left unchanged.
-//
-// # Safety
-// `ssl` is NULL or a live `SSL *`; `ca_certs` is NULL or a live `STACK_OF(X509) *`
-// whose entries are NULL or live `X509 *`; `err` is NULL or writable.
+/**
+ * Requests a client certificate on a server-side connection without requiring it.
+ *
+ * Call it from the client hello callback (`SSL_CTX_set_client_hello_cb`; nginx's
+ * `ssl_client_hello_by_lua*`), the certificate callback (`SSL_CTX_set_cert_cb`; nginx's
+ * `ssl_certificate_by_lua*`), or before the handshake.
+ * It sets verify mode `SSL_VERIFY_PEER` with a verify callback that always accepts, and
+ * verify depth 0. When `ca_certs` is not NULL, its certificates become this connection's
+ * verify store and their subject names are sent as the acceptable-CA list of the
+ * CertificateRequest. With `ca_certs` NULL, no CA list is sent and the context's store
+ * is used. The verification outcome is available after the handshake through
+ * `SSL_get_verify_result()`. These settings hold across an SNI switch
+ * (`SSL_set_SSL_CTX` in a servername callback, as nginx does).
+ *
+ * Session resumption never reports a verdict that a full handshake on the resuming
+ * connection would not give:
+ * - From the client hello callback or before the handshake, with `ca_certs`: the
+ *   connection's session id context (`SSL_set_session_id_context`) becomes a SHA-256
+ *   binding of the policy version, verify depth 0, the ClientHello's raw `server_name`
+ *   extension (or its absence; "before the handshake" when called then), the
+ *   connection's certificate at the time of the call, and each CA certificate (order
+ *   and duplicates ignored), certificates by the SHA-1 fingerprint OpenSSL caches with
+ *   them. OpenSSL then resumes, on every
+ *   path (TLS 1.2 session IDs and tickets, TLS 1.3 tickets), only sessions born under
+ *   the same binding; any other offer becomes a clean full handshake that verifies
+ *   again. Sessions this connection creates carry the binding.
+ * - From the certificate callback, or with `ca_certs` NULL: the session is made
+ *   impossible to resume, as `kong_client_tls_disable_session_reuse` does (by then
+ *   OpenSSL has already decided on resumption, and the context's store cannot be
+ *   bound).
+ * - In both cases the session ends (its timeout is shortened) about two seconds before
+ *   the first expiry among the certificates the verification saw, and a resumed TLS 1.3
+ *   connection issues tickets that end no later than the session it resumed.
+ *
+ * A second call from the certificate callback after one at ClientHello time succeeds
+ * and changes nothing when `ca_certs` has the same certificates, and fails otherwise
+ * (resumed connections skip the certificate callback, so the two must agree).
+ *
+ * This `SSL`'s verify callback, not-resumable-session callback and, when bound, message
+ * callback belong to the library after the call.
+ *
+ * Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
+ * it again on the same connection replaces the previous store and CA list.
+ *
+ * Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+ * (when `err` is not NULL; see the header's note on errors). On error the connection is left unchanged.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `ca_certs` is NULL or a live `STACK_OF(X509) *`
+ * whose entries are NULL or live `X509 *`; `err` is NULL or writable.
+ */
 int kong_client_tls_request_client_certificate(SSL *ssl,
                                                const STACK_OF(X509) *ca_certs,
                                                const char **err);
 
-// Makes this server-side connection's session impossible to resume.
-//
-// Call it from the client hello callback or the certificate callback
-// (`SSL_CTX_set_cert_cb`; nginx's `ssl_certificate_by_lua*`), or before the handshake.
-// Afterwards the handshake sends no TLS 1.2 session ID, no TLS 1.2 session ticket and no
-// TLS 1.3 ticket, and the session enters neither the internal session cache nor an
-// external one fed by `SSL_CTX_sess_set_new_cb`. Other connections are unaffected.
-//
-// `kong_client_tls_request_client_certificate` does the same by itself unless it binds
-// the session (see there); this call remains for Kong compatibility and to opt out of
-// resumption explicitly.
-//
-// It installs this `SSL`'s not-resumable-session callback
-// (`SSL_set_not_resumable_session_callback`), replacing any set on the `SSL`.
-//
-// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
-// (when `err` is not NULL; see the header's note on errors).
-//
-// # Safety
-// `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+/**
+ * Makes this server-side connection's session impossible to resume.
+ *
+ * Call it from the client hello callback or the certificate callback
+ * (`SSL_CTX_set_cert_cb`; nginx's `ssl_certificate_by_lua*`), or before the handshake.
+ * Afterwards the handshake sends no TLS 1.2 session ID, no TLS 1.2 session ticket and no
+ * TLS 1.3 ticket, and the session enters neither the internal session cache nor an
+ * external one fed by `SSL_CTX_sess_set_new_cb`. Other connections are unaffected.
+ *
+ * `kong_client_tls_request_client_certificate` does the same by itself unless it binds
+ * the session (see there); this call remains for Kong compatibility and to opt out of
+ * resumption explicitly.
+ *
+ * It installs this `SSL`'s not-resumable-session callback
+ * (`SSL_set_not_resumable_session_callback`), replacing any set on the `SSL`.
+ *
+ * Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+ * (when `err` is not NULL; see the header's note on errors).
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `err` is NULL or writable.
+ */
 int kong_client_tls_disable_session_reuse(SSL *ssl, const char **err);
 
-// The library's version, e.g. `"0.1.0"`. Static; never free it.
+/**
+ * The library's version, e.g. `"0.1.0"`. Static; never free it.
+ */
 const char *kong_client_tls_version(void);
 
-// `OpenSSL_version_num()` of the libcrypto this library is bound to at run time.
+/**
+ * `OpenSSL_version_num()` of the libcrypto this library is bound to at run time.
+ */
 unsigned long kong_client_tls_openssl_version_num(void);
 
-// Checks that the host process and this library use the same libssl and libcrypto, and
-// that it is of an OpenSSL release line this library is verified on.
-//
-// Compares the addresses of `SSL_new` and `X509_free` that this library is bound to with
-// those the host process exports (`dlsym(RTLD_DEFAULT, …)`), then the release line of
-// `OpenSSL_version_num()` (3.0 to 3.6 and 4.0 are verified). Call it once at load time.
-//
-// Returns `KONG_CLIENT_TLS_OK` when they are the same objects of a verified line;
-// `KONG_CLIENT_TLS_NO_HOST_LIBSSL` when the line is verified but the host exports neither
-// symbol (a process that does not use OpenSSL itself, or links it statically without
-// exporting it: the caller decides; `*err` explains); `KONG_CLIENT_TLS_ERROR` when they
-// differ or the line is not verified (`*err` says which). On an unverified line,
-// `kong_client_tls_request_client_certificate`, `kong_client_tls_disable_session_reuse`
-// and `kong_client_tls_disable_http2_alpn` refuse every call with the same message.
-//
-// # Safety
-// `err` is NULL or writable.
+/**
+ * Checks that the host process and this library use the same libssl and libcrypto, and
+ * that it is of an OpenSSL release line this library is verified on.
+ *
+ * Compares the addresses of `SSL_new` and `X509_free` that this library is bound to with
+ * those the host process exports (`dlsym(RTLD_DEFAULT, …)`), then the release line of
+ * `OpenSSL_version_num()` (3.0 to 3.6 and 4.0 are verified). Call it once at load time.
+ *
+ * Returns `KONG_CLIENT_TLS_OK` when they are the same objects of a verified line;
+ * `KONG_CLIENT_TLS_NO_HOST_LIBSSL` when the line is verified but the host exports neither
+ * symbol (a process that does not use OpenSSL itself, or links it statically without
+ * exporting it: the caller decides; `*err` explains); `KONG_CLIENT_TLS_ERROR` when they
+ * differ or the line is not verified (`*err` says which). On an unverified line,
+ * `kong_client_tls_request_client_certificate`, `kong_client_tls_disable_session_reuse`
+ * and `kong_client_tls_disable_http2_alpn` refuse every call with the same message.
+ *
+ * # Safety
+ * `err` is NULL or writable.
+ */
 int kong_client_tls_check_libssl(const char **err);
 
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif  /* __cplusplus */
 
 #endif  /* KONG_CLIENT_TLS_H */

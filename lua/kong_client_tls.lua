@@ -10,7 +10,12 @@
 -- Finding the library: the environment variable KONG_CLIENT_TLS_LIB (an explicit path;
 -- inside nginx it must be passed through with the `env` directive), otherwise every
 -- `package.cpath` template (`lua_package_cpath` in nginx) with `?` = `kong_client_tls`,
--- first as `lib?.so`, then as `?.so`.
+-- first as `lib?.so`, then as `?.so`; last, the SONAME `libkong_client_tls.so.0` through
+-- the dynamic linker's own search (ld.so.cache, LD_LIBRARY_PATH), which is how the
+-- Debian package's library in /usr/lib/<multiarch> is found with no configuration.
+--
+-- Outside Kong, `require("kong_client_tls").install_pdk()` makes these functions
+-- `kong.client.tls`, for plugin code written against Kong's PDK.
 
 local ffi = require "ffi"
 
@@ -73,6 +78,9 @@ local CA_CERTS_WRONG_TYPE = "ca_certs expects a STACK_OF(X509) * cdata (from "
 
 local LIB_NAME = "kong_client_tls"
 local LIB_ENV = "KONG_CLIENT_TLS_LIB"
+-- The library's SONAME (build.rs: libkong_client_tls.so.<major of the version>);
+-- tests/packaging/versions.sh checks it against the built library.
+local LIB_SONAME = "libkong_client_tls.so.0"
 
 
 -- Library discovery -------------------------------------------------------------------
@@ -125,9 +133,19 @@ local function load_library()
     end
   end
 
+  -- Last resort: the SONAME, by the dynamic linker's search (a name without a slash), as
+  -- a program linked with -lkong_client_tls would find it: the Debian package's
+  -- /usr/lib/<multiarch>, or `make install` to a prefix ldconfig knows.
+  local ok, lib = pcall(ffi.load, LIB_SONAME)
+  if ok then
+    return lib, LIB_SONAME
+  end
+
   error("kong_client_tls: libkong_client_tls.so not found; set " .. LIB_ENV
         .. " to its path or add its directory to package.cpath (lua_package_cpath in"
-        .. " nginx); tried: " .. (#tried > 0 and concat(tried, ", ") or "(no templates)"), 0)
+        .. " nginx); tried: " .. (#tried > 0 and concat(tried, ", ") or "(no templates)")
+        .. "; then " .. LIB_SONAME .. " in the dynamic linker's search path: "
+        .. tostring(lib), 0)
 end
 
 -- Called as `lib.<function>` below, never through function values cached apart from it:
@@ -389,6 +407,51 @@ function _M.disable_http2_alpn()
     return true
   end
   return failure(rc)
+end
+
+
+-- Kong's PDK outside Kong ----------------------------------------------------------
+
+-- The functions Kong's PDK has as `kong.client.tls.*`, in one table of their own (no
+-- `_VERSION`, no `install_pdk`), made once so that repeated installs find it again.
+local pdk_tls = {
+  request_client_certificate = _M.request_client_certificate,
+  disable_session_reuse = _M.disable_session_reuse,
+  get_full_client_certificate_chain = _M.get_full_client_certificate_chain,
+  set_client_verify = _M.set_client_verify,
+  disable_http2_alpn = _M.disable_http2_alpn,
+}
+
+--- Makes these functions `kong.client.tls`, so that plugin code written against Kong's
+-- PDK runs unchanged on plain nginx or OpenResty. Any phase; call it once, from
+-- init_by_lua* (the global then exists in every worker). Creates the global `kong` table
+-- and `kong.client` as needed and adds only `tls`: other fields stay. An existing
+-- `kong.client.tls` that is not this module's (Kong's own PDK) is left in place.
+-- Returns true (installed, or already installed by an earlier call), or false and the
+-- reason it left things as they were. Raises when `kong` or `kong.client` is not a table.
+function _M.install_pdk()
+  local kong = rawget(_G, "kong")
+  if kong == nil then
+    kong = {}
+    rawset(_G, "kong", kong)
+  elseif type(kong) ~= "table" then
+    error("kong_client_tls.install_pdk: the global kong is a " .. type(kong)
+          .. ", not a table", 2)
+  end
+  local client = kong.client
+  if client == nil then
+    client = {}
+    kong.client = client
+  elseif type(client) ~= "table" then
+    error("kong_client_tls.install_pdk: kong.client is a " .. type(client)
+          .. ", not a table", 2)
+  end
+  local current = client.tls
+  if current ~= nil and current ~= pdk_tls then
+    return false, "kong.client.tls already exists (Kong's own PDK?); left as it is"
+  end
+  client.tls = pdk_tls
+  return true
 end
 
 return _M

@@ -155,7 +155,8 @@ const NGX_PHASES: [&str; 17] = [
 fn exports_kongs_functions_and_the_library_version() {
     let lua = loaded();
     let tls: Table = lua.globals().get("tls").unwrap();
-    // Exactly the API's functions (tests/support/kong.rs), no more, no fewer.
+    // Exactly the API's functions (tests/support/kong.rs) and our `install_pdk`, no more,
+    // no fewer.
     let mut exported: Vec<String> = tls
         .pairs::<String, Value>()
         .map(|pair| pair.unwrap())
@@ -164,6 +165,7 @@ fn exports_kongs_functions_and_the_library_version() {
         .collect();
     exported.sort();
     let mut expected: Vec<String> = FUNCTIONS.iter().map(|f| f.to_string()).collect();
+    expected.push("install_pdk".to_owned());
     expected.sort();
     assert_eq!(exported, expected, "the module's functions");
     let version: String = tls.get("_VERSION").unwrap();
@@ -423,23 +425,55 @@ fn empty_environment_variable_falls_back_to_cpath() {
     assert_eq!(loaded_from(&lua), env!("CARGO_PKG_VERSION"));
 }
 
+/// The dynamic linker as on a machine without the library installed: the SONAME is not
+/// found. (In this test process glibc would answer with the copy other tests loaded.)
+const SONAME_NOT_INSTALLED: &str = r#"
+    local ffi = require "ffi"
+    local real_load = ffi.load
+    ffi.load = function(name)
+      if name == "libkong_client_tls.so.0" then
+        error(name .. ": cannot open shared object file: No such file or directory")
+      end
+      return real_load(name)
+    end
+"#;
+
 #[test]
 fn not_found_lists_every_path_tried() {
     let lua = new_state(&Setup {
         cpath: "/nonexistent/a/?.so;./?.so;/usr/lib/lua/loadall.so;/nonexistent/b/?/core.so".into(),
+        prelude: SONAME_NOT_INSTALLED,
         ..Setup::default()
     });
-    assert_eq!(
-        require(&lua).unwrap_err(),
-        "kong_client_tls: libkong_client_tls.so not found; set KONG_CLIENT_TLS_LIB to its path or add its directory to package.cpath (lua_package_cpath in nginx); tried: /nonexistent/a/libkong_client_tls.so, /nonexistent/a/kong_client_tls.so, ./libkong_client_tls.so, ./kong_client_tls.so, /nonexistent/b/kong_client_tls/core.so"
-    );
+    let err = require(&lua).unwrap_err();
+    let tried = "kong_client_tls: libkong_client_tls.so not found; set KONG_CLIENT_TLS_LIB to its path or add its directory to package.cpath (lua_package_cpath in nginx); tried: /nonexistent/a/libkong_client_tls.so, /nonexistent/a/kong_client_tls.so, ./libkong_client_tls.so, ./kong_client_tls.so, /nonexistent/b/kong_client_tls/core.so";
+    let then = "; then libkong_client_tls.so.0 in the dynamic linker's search path: ";
+    assert!(err.starts_with(&format!("{tried}{then}")), "{err}");
+    assert!(err.contains("No such file"), "{err}");
     let lua = new_state(&Setup {
         cpath: String::new(),
+        prelude: SONAME_NOT_INSTALLED,
         ..Setup::default()
     });
-    assert!(require(&lua)
-        .unwrap_err()
-        .ends_with("tried: (no templates)"));
+    let err = require(&lua).unwrap_err();
+    assert!(
+        err.contains(&format!("tried: (no templates){then}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_soname_is_the_last_resort() {
+    // Nothing on package.cpath: the module still loads, by the SONAME, when the dynamic
+    // linker can find it. Here glibc finds the copy this process already loaded (it
+    // matches a SONAME against loaded objects first); tests/packaging/deb.sh shows the
+    // installed case.
+    let _loaded = loaded();
+    let lua = new_state(&Setup {
+        cpath: "/nonexistent/?.so".into(),
+        ..Setup::default()
+    });
+    assert_eq!(loaded_from(&lua), env!("CARGO_PKG_VERSION"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-/* The header must stand alone in C99 and C++ (compiled both ways by `make test-c`). */
+/* The header must stand alone in C89, C99 and C++ (compiled both ways by `make test-c`). */
 #include "kong_client_tls.h"
 
 int kong_client_tls_header_check(void);
