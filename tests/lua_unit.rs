@@ -6,6 +6,7 @@
 //! `cargo build --release --lib` built. Request-bound behaviour needs a real `SSL *` and
 //! is proven in nginx by `tests/nginx_e2e.rs`.
 
+use std::borrow::Cow;
 use std::fs;
 use std::path::PathBuf;
 
@@ -32,7 +33,7 @@ struct Setup {
     /// `package.cpath`.
     cpath: String,
     /// Lua run after the stand-ins are in place and before the module is required.
-    prelude: &'static str,
+    prelude: Cow<'static, str>,
 }
 
 impl Default for Setup {
@@ -41,7 +42,7 @@ impl Default for Setup {
         Setup {
             env_lib: None,
             cpath: format!("{}/?.so", so.parent().unwrap().display()),
-            prelude: "",
+            prelude: Cow::Borrowed(""),
         }
     }
 }
@@ -71,7 +72,10 @@ fn new_state(setup: &Setup) -> Lua {
     .set_name("=setup")
     .exec()
     .unwrap();
-    lua.load(setup.prelude).set_name("=prelude").exec().unwrap();
+    lua.load(&*setup.prelude)
+        .set_name("=prelude")
+        .exec()
+        .unwrap();
     lua
 }
 
@@ -330,7 +334,7 @@ fn request_client_certificate_checks_ca_certs_type() {
 #[test]
 fn loads_without_any_ngx_table() {
     let lua = new_state(&Setup {
-        prelude: "ngx = nil",
+        prelude: "ngx = nil".into(),
         ..Setup::default()
     });
     let tls = require(&lua).expect("loads in plain LuaJIT without ngx");
@@ -442,7 +446,7 @@ const SONAME_NOT_INSTALLED: &str = r#"
 fn not_found_lists_every_path_tried() {
     let lua = new_state(&Setup {
         cpath: "/nonexistent/a/?.so;./?.so;/usr/lib/lua/loadall.so;/nonexistent/b/?/core.so".into(),
-        prelude: SONAME_NOT_INSTALLED,
+        prelude: SONAME_NOT_INSTALLED.into(),
         ..Setup::default()
     });
     let err = require(&lua).unwrap_err();
@@ -452,7 +456,7 @@ fn not_found_lists_every_path_tried() {
     assert!(err.contains("No such file"), "{err}");
     let lua = new_state(&Setup {
         cpath: String::new(),
-        prelude: SONAME_NOT_INSTALLED,
+        prelude: SONAME_NOT_INSTALLED.into(),
         ..Setup::default()
     });
     let err = require(&lua).unwrap_err();
@@ -512,10 +516,9 @@ fn unloadable_file_on_cpath_is_reported() {
 
 /// A prelude that makes `kong_client_tls_check_libssl` answer `rc` with `msg`, by
 /// wrapping `ffi.load` so that everything else reaches the real library.
-fn stub_check(rc: i32, msg: &str, config: &str) -> &'static str {
-    Box::leak(
-        format!(
-            r#"
+fn stub_check(rc: i32, msg: &str, config: &str) -> Cow<'static, str> {
+    Cow::Owned(format!(
+        r#"
         local ffi = require "ffi"
         local real_load = ffi.load
         local MSG = {msg:?}
@@ -530,9 +533,7 @@ fn stub_check(rc: i32, msg: &str, config: &str) -> &'static str {
         end
         ngx.config = {config}
         "#
-        )
-        .into_boxed_str(),
-    )
+    ))
 }
 
 #[test]
@@ -620,7 +621,7 @@ fn refusal(reason: &str) -> String {
 #[test]
 fn stream_subsystem_is_refused() {
     let lua = new_state(&Setup {
-        prelude: "ngx.config = { nginx_version = 1022001, subsystem = 'stream' }",
+        prelude: "ngx.config = { nginx_version = 1022001, subsystem = 'stream' }".into(),
         ..Setup::default()
     });
     assert_eq!(
@@ -809,7 +810,8 @@ fn the_library_stays_loaded_while_the_module_lives() {
               LOADED[#LOADED + 1] = lib
               return lib
             end
-        "#,
+        "#
+        .into(),
         ..Setup::default()
     });
     let tls = require(&lua).expect("module loads");
