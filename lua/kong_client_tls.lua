@@ -327,7 +327,8 @@ local _M = {
 -- Returns true, or nil and an error message.
 function _M.request_client_certificate(ca_certs)
   check_phase(REQUEST_PHASES)
-  if ca_certs ~= nil then
+  -- (Not `ca_certs ~= nil`: a NULL pointer equals nil, and its type is checked too.)
+  if type(ca_certs) ~= "nil" then
     ca_certs = certificate_stack(ca_certs)
   end
   local ssl, err = connection_ssl()

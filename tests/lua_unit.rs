@@ -331,6 +331,50 @@ fn request_client_certificate_checks_ca_certs_type() {
     }
 }
 
+/// Typed cdata that is not a certificate stack would be read as one by OpenSSL: each is
+/// refused by its C type. The stack types (and an untyped `void *`, which cannot be told
+/// apart) go on to the connection lookup, which the stand-in has none for.
+#[test]
+fn request_client_certificate_refuses_cdata_of_other_c_types() {
+    let lua = loaded();
+    lua.load(
+        "local ffi = require 'ffi'
+         ffi.cdef [[typedef struct x509_st X509; typedef struct evp_pkey_st EVP_PKEY;
+                    typedef struct stack_st OPENSSL_STACK;]]",
+    )
+    .exec()
+    .unwrap();
+    let expected = "ca_certs expects a STACK_OF(X509) * cdata (from ngx.ssl.parse_pem_cert, \
+                    or a lua-resty-openssl x509.chain or its ctx) but found ";
+    for (arg, ctype) in [
+        ("require('ffi').new('X509 *')", "ctype<struct x509_st *>"),
+        ("{ ctx = require('ffi').new('X509 *') }", "ctype<struct x509_st *>"),
+        ("require('ffi').new('EVP_PKEY *')", "ctype<struct evp_pkey_st *>"),
+        ("require('ffi').new('SSL *')", "ctype<struct ssl_st *>"),
+        ("require('ffi').new('int[4]')", "ctype<int [4]>"),
+        ("require('ffi').new('uint64_t', 1)", "ctype<uint64_t>"),
+        ("require('ffi').new('char *')", "ctype<char *>"),
+    ] {
+        assert_eq!(
+            call(&lua, "ssl_cert", "request_client_certificate", arg),
+            Err(format!("caller:3: {expected}{ctype}")),
+            "{arg}"
+        );
+    }
+    for arg in [
+        "require('ffi').new('OPENSSL_STACK *')",
+        "require('ffi').new('struct stack_st_X509 *')",
+        "{ ctx = require('ffi').new('OPENSSL_STACK *') }",
+        "require('ffi').new('const void *')",
+    ] {
+        assert_eq!(
+            call(&lua, "ssl_cert", "request_client_certificate", arg),
+            Err(format!("caller:3: {NO_REQUEST}")),
+            "{arg}"
+        );
+    }
+}
+
 #[test]
 fn loads_without_any_ngx_table() {
     let lua = new_state(&Setup {

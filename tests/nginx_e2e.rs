@@ -293,7 +293,7 @@ fn raw_headers(port: u16, path: &str) -> String {
 
 /// The servers of `mtls_http`: ours and the reference, with a CA list and without, and
 /// ours over HTTP/2.
-const MTLS_PORTS: [&str; 5] = ["ours_ca", "ref_ca", "ours_none", "ref_none", "h2"];
+const MTLS_PORTS: [&str; 6] = ["ours_ca", "ref_ca", "ours_none", "ref_none", "h2", "typed"];
 
 fn mtls_http(p: &Ports) -> String {
     let server = |port: u16, body: &str| {
@@ -312,6 +312,7 @@ fn mtls_http(p: &Ports) -> String {
             end
         }}
         location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
+        location /dump {{ content_by_lua_block {{ require("kct_e2e").dump(ngx.var.arg_prefix) }} }}
     }}
 "#,
             ssl = ssl_server(port)
@@ -337,6 +338,7 @@ fn mtls_http(p: &Ports) -> String {
             &format!("listen 127.0.0.1:{} ssl;", p.get("h2")),
             &nginx::listen_http2(p.get("h2")),
         ),
+        server(p.get("typed"), "e2e.wrong_ca_certs(e2e.ca(\"client-ca\"))"),
     ]
     .concat()
 }
@@ -891,6 +893,58 @@ fn nginx_refuses_to_start_on_an_unverified_openssl_line() {
     );
     assert!(log.contains(&want), "no `{want}` in:\n{log}");
     assert!(log.contains("init_by_lua"), "{log}");
+}
+
+/// `ca_certs` of a C type other than a certificate stack raises an error that names the
+/// type, in the certificate phase of real nginx, and the handshake goes on: the same
+/// call with the stack as a lua-resty-openssl chain object then verifies the client.
+#[test]
+fn wrong_typed_ca_certs_get_a_clear_error_and_the_connection_goes_on() {
+    let mut files = nginx::server_files(server_pki());
+    files.push((
+        "client-ca.pem",
+        pki::pem(&client_pki().root.cert).into_bytes(),
+    ));
+    let nginx = Nginx::start_with("typed", &Setup::default(), &MTLS_PORTS, &files, &mtls_http);
+    let direct = ClientCert::issued_by_root(client_pki(), "client direct");
+    for version in VERSIONS {
+        let reply = get(&Request::new(nginx.port("typed"), "/", version).cert(Some(&direct)));
+        assert_eq!(reply.status, 200, "{version:?}");
+        assert_eq!(
+            reply.header("X-Verify"),
+            "SUCCESS",
+            "{version:?}: the chain object"
+        );
+        assert_eq!(reply.body, direct.chain_pem(), "{version:?}");
+    }
+    let dump = get(&Request::new(
+        nginx.port("typed"),
+        "/dump?prefix=types|",
+        SslVersion::TLS1_3,
+    ));
+    let got = clients::parse_results(&dump.body);
+    let expected = "ca_certs expects a STACK_OF(X509) * cdata (from ngx.ssl.parse_pem_cert, \
+                    or a lua-resty-openssl x509.chain or its ctx) but found ";
+    for (case, ctype) in [
+        ("x509", "ctype<struct x509_st *>"),
+        ("x509_object", "ctype<struct x509_st *>"),
+        ("evp_pkey", "ctype<struct evp_pkey_st *>"),
+        ("ssl", "ctype<struct ssl_st *>"),
+        ("int4", "ctype<int [4]>"),
+    ] {
+        assert_eq!(
+            got[&format!("types|{case}")],
+            format!("{expected}{ctype}"),
+            "{case}"
+        );
+    }
+    let anonymous = &got["types|struct"];
+    assert!(
+        anonymous.starts_with(&format!("{expected}ctype<struct ")),
+        "{anonymous}"
+    );
+    assert_eq!(got.len(), 6, "{got:?}");
+    nginx.finish();
 }
 
 // The harness ---------------------------------------------------------------------------

@@ -111,6 +111,29 @@ function _M.dump(prefix)
   end
 end
 
+-- request_client_certificate with a ca_certs of each C type a caller may pass by mistake
+-- (each would be read as a certificate stack by OpenSSL), recorded under
+-- "types|<case>" as "ok" or the error's message; then the real request, with the CA
+-- stack wrapped as a lua-resty-openssl x509.chain object (its ctx: an OPENSSL_STACK *).
+function _M.wrong_ca_certs(ca)
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "typedef struct x509_st X509; typedef struct evp_pkey_st EVP_PKEY;")
+  local key = assert(ngx_ssl.parse_pem_priv_key(read_file(E2E_DIR .. "/server.key")))
+  local cases = {
+    x509 = ffi.new("X509 *"), -- lua-resty-openssl's x509.ctx
+    x509_object = { ctx = ffi.new("X509 *") }, -- a lua-resty-openssl x509 object
+    evp_pkey = ffi.cast("EVP_PKEY *", key), -- lua-resty-openssl's pkey.ctx
+    ssl = ffi.new("struct ssl_st *"),
+    int4 = ffi.new("int[4]", 1, 2, 3, 4),
+    struct = ffi.new("struct { int num; void *data; }"),
+  }
+  for name, value in pairs(cases) do
+    local ok, err = pcall(tls.request_client_certificate, value)
+    record("types|" .. name, ok and "ok" or (tostring(err):gsub("^.-:%d+: ", "")))
+  end
+  return tls.request_client_certificate({ ctx = ffi.cast("struct stack_st *", ca) })
+end
+
 -- A content handler reporting what the connection looks like to the application.
 function _M.report()
   local r = pack(tls.get_full_client_certificate_chain())

@@ -274,6 +274,11 @@ pub fn get_plain(port: u16, path: &str) -> (u16, String) {
 pub fn results(dump_port: u16, prefix: &str) -> HashMap<String, String> {
     let (status, body) = get_plain(dump_port, &format!("/dump?prefix={prefix}"));
     assert_eq!(status, 200, "{body}");
+    parse_results(&body)
+}
+
+/// The body of a `kct_e2e.dump()` ("key<TAB>hex(value)" lines) as a map.
+pub fn parse_results(body: &str) -> HashMap<String, String> {
     body.lines()
         .map(|l| {
             let (k, hex) = l.split_once('\t').expect("key\thex");
