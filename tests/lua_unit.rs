@@ -14,7 +14,9 @@ use mlua::{Lua, Table, Value};
 
 mod support;
 use support::kong::{allowed_phases, kong_phase, wrong_phase_message, FUNCTIONS};
+use support::memtls;
 use support::paths::library;
+use support::pki::{KeyKind, Pki};
 
 const MODULE: &str = include_str!("../lua/kong_client_tls.lua");
 const HEADER: &str = include_str!("../include/kong_client_tls.h");
@@ -348,8 +350,14 @@ fn request_client_certificate_refuses_cdata_of_other_c_types() {
                     or a lua-resty-openssl x509.chain or its ctx) but found ";
     for (arg, ctype) in [
         ("require('ffi').new('X509 *')", "ctype<struct x509_st *>"),
-        ("{ ctx = require('ffi').new('X509 *') }", "ctype<struct x509_st *>"),
-        ("require('ffi').new('EVP_PKEY *')", "ctype<struct evp_pkey_st *>"),
+        (
+            "{ ctx = require('ffi').new('X509 *') }",
+            "ctype<struct x509_st *>",
+        ),
+        (
+            "require('ffi').new('EVP_PKEY *')",
+            "ctype<struct evp_pkey_st *>",
+        ),
         ("require('ffi').new('SSL *')", "ctype<struct ssl_st *>"),
         ("require('ffi').new('int[4]')", "ctype<int [4]>"),
         ("require('ffi').new('uint64_t', 1)", "ctype<uint64_t>"),
@@ -868,4 +876,114 @@ fn the_library_stays_loaded_while_the_module_lives() {
         alive,
         "the clib was garbage collected while the module is loaded"
     );
+}
+
+/// OpenSSL calls into the library for as long as an `SSL` carries its state: the ex_data
+/// free functions on `SSL_free`, and the connection's callbacks. So the library must stay
+/// mapped after the Lua state that loaded it is closed (nginx with `lua_code_cache off`
+/// closes one per request): it is linked `-z nodelete`. In a fresh process (no other test
+/// holding the library), SSLs get the library's state through the module's clib, the Lua
+/// state is closed, then the SSLs run their handshakes' first step and are freed.
+#[test]
+fn the_library_outlives_the_lua_state_that_loaded_it() {
+    const CHILD: &str = "KCT_OUTLIVES_CHILD";
+    let name = "the_library_outlives_the_lua_state_that_loaded_it";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "the child died: {:?}\n{text}",
+            out.status
+        );
+        assert!(
+            text.contains("freed 12 SSLs after the Lua state closed"),
+            "{text}"
+        );
+        return;
+    }
+    let dynamic = std::process::Command::new("readelf")
+        .args(["-d", library().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&dynamic.stdout).contains("NODELETE"),
+        "the library is not linked -z nodelete"
+    );
+    let mapped = || {
+        fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains(library().to_str().unwrap())
+    };
+    assert!(!mapped(), "nothing loaded the library yet in this process");
+
+    let version = openssl::ssl::SslVersion::TLS1_3;
+    let server_pki = Pki::get("server", KeyKind::EcdsaP256);
+    let ctx = memtls::server_context(server_pki, version).build();
+    let ssls: Vec<openssl::ssl::Ssl> = (0..12)
+        .map(|_| openssl::ssl::Ssl::new(&ctx).unwrap())
+        .collect();
+    {
+        let lua = new_state(&Setup::default());
+        require(&lua).expect("module loads");
+        let pointers = lua.create_table().unwrap();
+        for (i, ssl) in ssls.iter().enumerate() {
+            let ptr = mlua::LightUserData(foreign_types::ForeignType::as_ptr(ssl).cast());
+            pointers.set(i + 1, ptr).unwrap();
+        }
+        lua.globals().set("SSLS", pointers).unwrap();
+        lua.globals()
+            .set("SO", library().to_str().unwrap())
+            .unwrap();
+        // Through the very clib the module loaded (ffi.load of the same path shares it):
+        // ex_data on every SSL, the not-resumable, verify and message callbacks.
+        lua.load(
+            r#"
+            local ffi = require "ffi"
+            local lib = ffi.load(SO)
+            local err = ffi.new("const char *[1]")
+            for i = 1, #SSLS do
+              local ssl = ffi.cast("SSL *", SSLS[i])
+              assert(lib.kong_client_tls_disable_http2_alpn(ssl, err) == 0)
+              assert(lib.kong_client_tls_request_client_certificate(ssl, nil, err) == 0)
+              assert(lib.kong_client_tls_disable_session_reuse(ssl, err) == 0)
+            end
+            "#,
+        )
+        .exec()
+        .unwrap();
+        assert!(mapped());
+        drop(lua);
+    }
+    assert!(mapped(), "the library was unmapped with the Lua state");
+    // Handshakes run the library's callbacks (message, not-resumable, verify); then
+    // SSL_free runs its ex_data free functions.
+    let client =
+        memtls::client_context(Some(Pki::get("client", KeyKind::EcdsaP256)), version).build();
+    let count = ssls.len();
+    for ssl in ssls {
+        let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let client = openssl::ssl::Ssl::new(&client).unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut stream = client.connect(client_end).map_err(|e| e.to_string())?;
+            let mut byte = [0u8; 1];
+            std::io::Read::read(&mut stream, &mut byte).map_err(|e| e.to_string())?;
+            Ok::<u8, String>(byte[0])
+        });
+        let mut stream = ssl.accept(server_end).expect("the handshake completes");
+        // Verified by the library's callbacks: depth 0, the context's (empty) store.
+        assert_eq!(
+            stream.ssl().verify_result().as_raw(),
+            openssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        );
+        std::io::Write::write_all(&mut stream, b"k").unwrap();
+        assert_eq!(peer.join().unwrap(), Ok(b'k'));
+        drop(stream);
+    }
+    println!("freed {count} SSLs after the Lua state closed");
 }

@@ -947,6 +947,88 @@ fn wrong_typed_ca_certs_get_a_clear_error_and_the_connection_goes_on() {
     nginx.finish();
 }
 
+/// With `lua_code_cache off`, lua-nginx-module gives each request and each SSL phase a
+/// Lua VM of its own and closes it afterwards, and LuaJIT dlclose()s the library with it,
+/// while the connection still carries the library's state and callbacks. The library
+/// stays mapped (`-z nodelete`), so keep-alive connections serve request after request
+/// and are closed without harm.
+#[test]
+fn connections_outlive_the_lua_vm_with_lua_code_cache_off() {
+    let mut files = nginx::server_files(server_pki());
+    files.push((
+        "client-ca.pem",
+        pki::pem(&client_pki().root.cert).into_bytes(),
+    ));
+    let http = |p: &Ports| {
+        format!(
+            r#"
+    lua_code_cache off;
+    server {{
+        {ssl}
+        ssl_client_hello_by_lua_block {{
+            assert(require("kong_client_tls").disable_http2_alpn())
+        }}
+        ssl_certificate_by_lua_block {{
+            local e2e = require "kct_e2e"
+            assert(require("kong_client_tls").request_client_certificate(e2e.ca("client-ca")))
+        }}
+        location / {{ content_by_lua_block {{ require("kct_e2e").report() }} }}
+    }}
+"#,
+            ssl = ssl_server(p.get("tls")).replace(
+                &format!("listen 127.0.0.1:{} ssl;", p.get("tls")),
+                &nginx::listen_http2(p.get("tls")),
+            ),
+        )
+    };
+    let nginx = Nginx::start_with("nocache", &Setup::default(), &["tls"], &files, &http);
+    let direct = ClientCert::issued_by_root(client_pki(), "client direct");
+    let dir = &nginx.dir;
+    std::fs::write(dir.join("client.pem"), direct.chain_pem()).unwrap();
+    std::fs::write(dir.join("client.key"), pki::key_pem(&direct.key)).unwrap();
+    let url = format!("https://127.0.0.1:{}/", nginx.port("tls"));
+    for flag in ["--tlsv1.2", "--tlsv1.3"] {
+        for connection in 0..3 {
+            let mut args: Vec<String> = [
+                "-sS",
+                "-k",
+                flag,
+                "--http2",
+                "--cert",
+                "",
+                "--key",
+                "",
+                "-w",
+                "|%{http_version} %{num_connects} %{http_code}|",
+            ]
+            .map(String::from)
+            .to_vec();
+            args[5] = dir.join("client.pem").display().to_string();
+            args[7] = dir.join("client.key").display().to_string();
+            // Five requests on one keep-alive connection.
+            args.extend(std::iter::repeat(url.clone()).take(5));
+            let (out, _) = clients::curl(&args);
+            let parts: Vec<&str> = out.split('|').collect();
+            let ctx = format!("{flag} connection {connection}");
+            for request in 0..5 {
+                assert_eq!(
+                    parts[request * 2],
+                    direct.chain_pem(),
+                    "{ctx} request {request}"
+                );
+                let connects = if request == 0 { 1 } else { 0 };
+                // h2 refused by the library: HTTP/1.1 on every request of the connection.
+                assert_eq!(
+                    parts[request * 2 + 1],
+                    format!("1.1 {connects} 200"),
+                    "{ctx}"
+                );
+            }
+        }
+    }
+    nginx.finish_expecting(&["lua_code_cache is off"]);
+}
+
 // The harness ---------------------------------------------------------------------------
 
 /// nginx started under a wrapper command (as the benches run it under callgrind) is the
