@@ -44,7 +44,8 @@ APT_PACKAGES := gcc g++ make perl pkg-config libssl-dev openssl curl valgrind py
                 luarocks dpkg-dev
 
 .PHONY: all build deps test test-rust test-c test-abi test-openssl test-distros test-matrix \
-        platforms lint header install uninstall clean run bench fuzz test-sanitizers
+        platforms lint header install uninstall clean run bench fuzz test-sanitizers \
+        test-nginx-valgrind
 FUZZ_SECONDS ?= 60
 
 all: build
@@ -175,7 +176,7 @@ lint:
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --test header
 	luacheck --no-color lua/ examples/ tests/nginx/ tests/packaging/
-	shellcheck tests/openssl/*.sh tests/distro/*.sh
+	shellcheck tests/openssl/*.sh tests/distro/*.sh tests/valgrind/*.sh
 	shellcheck -x tests/packaging/*.sh
 
 # Rewrites the committed header from the Rust sources.
@@ -313,6 +314,17 @@ test-sanitizers:
 	done; echo "c tests under ASan+UBSan: all passed"
 	@# (verify_asan_link_order=0: test_unverified_openssl re-runs itself with a preloaded
 	@# OpenSSL_version_num shim, which would otherwise come before GCC's ASan runtime.)
+
+# The nginx suites once more with every nginx (and its workers) under valgrind memcheck
+# (KCT_NGINX_WRAPPER, honoured by tests/support/nginx.rs), then the logs checked: no
+# memory error anywhere, no definite leak through the library. Host nginx only. CI runs it.
+VG_NGINX_DIR := $(TARGET_DIR)/valgrind-nginx
+test-nginx-valgrind: build
+	@rm -rf $(VG_NGINX_DIR) && mkdir -p $(VG_NGINX_DIR)
+	KCT_NGINX_WRAPPER="valgrind --leak-check=full --show-leak-kinds=definite --num-callers=40 \
+	  --log-file=$(abspath $(VG_NGINX_DIR))/vg.%p" \
+	  $(CARGO) test --release --test nginx_e2e --test nginx_alpn --test nginx_session -- --test-threads=1
+	tests/valgrind/check-nginx.sh $(VG_NGINX_DIR)
 
 # Benchmarks (issue 5): runs every group, writes BENCHMARKS.md, prints the ratios.
 # Not part of `make test`. KCT_BENCH_SCALE=0.3 gives a quick, rougher run.

@@ -10,7 +10,7 @@
 //! host. The clients ([`super::clients`]) always run on the host.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -292,7 +292,12 @@ impl Nginx {
             fs::write(dir.join("nginx.conf"), config(&dir, setup, &http(&ports))).unwrap();
             let _ = fs::remove_file(dir.join("logs/error.log"));
             let mut process = spawn(&dir, setup);
-            match wait_ready(&mut process, &dir, &ports, setup.start_timeout) {
+            // Under an environment wrapper (valgrind) nginx starts many times slower.
+            let timeout = match env_wrapper() {
+                Some(_) if setup.wrapper.is_empty() => setup.start_timeout * 6,
+                _ => setup.start_timeout,
+            };
+            match wait_ready(&mut process, &dir, &ports, timeout) {
                 Ok(()) => {
                     return Ok(Nginx {
                         process,
@@ -360,7 +365,26 @@ impl Nginx {
 
     /// Stops nginx (SIGTERM, then SIGKILL) and returns its exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
+        if env_wrapper().is_some() && self.process.running() {
+            self.wake_to_exit();
+        }
         self.process.stop()
+    }
+
+    /// Under valgrind, a SIGTERM does not interrupt nginx's `epoll_wait`: nginx logs it
+    /// and exits only on its next event. A connection to each port is that event.
+    fn wake_to_exit(&mut self) {
+        self.process.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.process.running() && Instant::now() < deadline {
+            for (_, port) in self.ports.iter() {
+                let _ = TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], port)),
+                    Duration::from_millis(200),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Stops nginx and asserts it was still running, exited cleanly, and logged nothing
@@ -446,7 +470,14 @@ fn wait_ready(
 /// Starts nginx on `dir/nginx.conf` (under the setup's wrapper, if any), guarded, dying
 /// with the thread that started it even if no Drop runs.
 fn spawn(dir: &Path, setup: &Setup) -> ChildGuard {
-    let mut command = nginx_command(dir, &release_dir(), setup.wrapper);
+    let from_env = env_wrapper();
+    let env_words: Vec<&str> = from_env.iter().flat_map(|w| w.split_whitespace()).collect();
+    let wrapper = if setup.wrapper.is_empty() {
+        &env_words[..]
+    } else {
+        setup.wrapper
+    };
+    let mut command = nginx_command(dir, &release_dir(), wrapper);
     command.envs(setup.env.iter().copied());
     // nginx writes to stderr only before its error log is open (and the root's mounts may
     // fail): kept for the message when it does not start.
@@ -461,12 +492,25 @@ fn spawn(dir: &Path, setup: &Setup) -> ChildGuard {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    ChildGuard::spawn(&mut command).unwrap_or_else(|e| {
+    let guard = ChildGuard::spawn(&mut command).unwrap_or_else(|e| {
         panic!(
             "{} runs: {e}",
             command.get_program().to_string_lossy().into_owned()
         )
-    })
+    });
+    if env_words.is_empty() || !setup.wrapper.is_empty() {
+        return guard;
+    }
+    // valgrind checks for leaks at exit: give it time before SIGKILL.
+    guard.with_grace(Duration::from_secs(120))
+}
+
+/// `KCT_NGINX_WRAPPER`: a command every nginx of a run goes under when its setup names
+/// none (`make test-nginx-valgrind` puts the suites' nginx under valgrind this way).
+pub fn env_wrapper() -> Option<String> {
+    std::env::var("KCT_NGINX_WRAPPER")
+        .ok()
+        .filter(|w| !w.trim().is_empty())
 }
 
 /// The command that runs nginx (its arguments follow), under `wrapper` if not empty: the

@@ -59,6 +59,13 @@ impl ChildGuard {
         self.child.as_mut().expect("child not stopped yet")
     }
 
+    /// Whether the child is still there and running (not stopped, not exited).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The exit status if the child has exited, without waiting.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child_mut().try_wait().expect("waitpid")
