@@ -14,6 +14,8 @@
 //! `KCT_BENCH_DIR`), and prints the ratios. Run without `--bench` (as `cargo test
 //! --all-targets` does), it only checks that every measured path works.
 
+#[path = "support/goal.rs"]
+mod goal;
 #[path = "support/memtls.rs"]
 mod memtls;
 #[path = "support/pki.rs"]
@@ -35,6 +37,7 @@ use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Name, X509};
 use openssl_sys::{stack_st_X509, SSL};
 
+use goal::{Comparison, Goal};
 use kong_client_tls::alpn::kong_client_tls_disable_http2_alpn;
 use kong_client_tls::chain::{
     kong_client_tls_get0_full_client_certificate_chain,
@@ -582,28 +585,37 @@ fn group2(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         let rep_speedup = median(&anchor_t) / median(&ours_t);
         let rep_vs_memcpy = median(&ours_t) / median(&memcpy_t);
         let get0_vs_memcpy = median(&get0_t) / median(&memcpy_t);
-        let m1 = first_r <= 1.0;
-        let m2 = rep_speedup >= 20.0;
-        let m3 = rep_vs_memcpy <= 3.0;
+        let goals = [
+            Goal::new(
+                format!("{chain_label}: our first call / anchor algorithm"),
+                first_r,
+                Comparison::AtMost,
+                1.0,
+            ),
+            Goal::new(
+                format!("{chain_label}: anchor algorithm / our repeated call"),
+                rep_speedup,
+                Comparison::AtLeast,
+                20.0,
+            )
+            .shown(1, "×"),
+            Goal::new(
+                format!("{chain_label}: our repeated call / memcpy of the same bytes"),
+                rep_vs_memcpy,
+                Comparison::AtMost,
+                3.0,
+            )
+            .shown(2, "×"),
+        ];
+        let [m1, m2, m3] = [goals[0].met(), goals[1].met(), goals[2].met()];
         all_met &= m1 && m2 && m3;
         say!(
             "  {chain_label}: first call / anchor {first_r:.3} ({}); anchor / repeated {rep_speedup:.1}x ({}); repeated / memcpy {rep_vs_memcpy:.2} ({}); get0+copy / memcpy {get0_vs_memcpy:.2}",
-            if m1 { "met" } else { "MISSED" },
-            if m2 { "met" } else { "MISSED" },
-            if m3 { "met" } else { "MISSED" },
+            goals[0].console_verdict(),
+            goals[1].console_verdict(),
+            goals[2].console_verdict(),
         );
-        summary.push(format!(
-            "| 2 | {chain_label}: our first call / anchor algorithm | {first_r:.3} | ≤ 1.0 | {} |",
-            stats::verdict(m1)
-        ));
-        summary.push(format!(
-            "| 2 | {chain_label}: anchor algorithm / our repeated call | {rep_speedup:.1}× | ≥ 20× | {} |",
-            stats::verdict(m2)
-        ));
-        summary.push(format!(
-            "| 2 | {chain_label}: our repeated call / memcpy of the same bytes | {rep_vs_memcpy:.2}× | ≤ 3× | {} |",
-            stats::verdict(m3)
-        ));
+        summary.extend(goals.iter().map(|g| g.summary_row("2")));
         let c = |s: &str| s.to_string();
         table.row(&[
             chain_label.clone(),
@@ -901,6 +913,16 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
         let b = ir(("tls13", kind_name(kind), "chain_ours"));
         if let (Some(a), Some(b)) = (a, b) {
             let r = b / a;
+            let goal = Goal::new(
+                format!(
+                    "{} leaf + 2 intermediates: our first call / anchor algorithm (callgrind instructions)",
+                    kind.label()
+                ),
+                r,
+                Comparison::AtMost,
+                1.0,
+            )
+            .shown(4, "");
             println!(
                 "  group 2 first call, {}: ours / anchor {r:.4} (instructions)",
                 kind.label()
@@ -910,13 +932,9 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
                 format!("{a:.0}"),
                 format!("{b:.0}"),
                 format!("{r:.4}"),
-                stats::verdict(r <= 1.0),
+                stats::verdict(goal.met()),
             ]);
-            summary.push(format!(
-                "| 2 | {} leaf + 2 intermediates: our first call / anchor algorithm (callgrind instructions) | {r:.4} | ≤ 1.0 | {} |",
-                kind.label(),
-                stats::verdict(r <= 1.0)
-            ));
+            summary.push(goal.summary_row("2"));
         }
     }
     out.push_str(&format!(
