@@ -369,9 +369,14 @@ fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         ]);
     }
     out.push_str(&table.text);
-    // One summary line per (call, baseline): the worst of the four setups.
+    group1_summary(&rows, summary);
+    all_met
+}
+
+/// Group 1's summary: one row per (call, baseline), the worst of the four setups.
+fn group1_summary(rows: &[Row], summary: &mut Vec<String>) {
     let mut seen: Vec<(&str, &str)> = vec![];
-    for r in &rows {
+    for r in rows {
         if seen.contains(&(r.call, r.baseline)) {
             continue;
         }
@@ -398,7 +403,6 @@ fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
             stats::verdict(worst.paired.ratio() <= 1.01)
         ));
     }
-    all_met
 }
 
 /// Interleaved batches of handshakes against server contexts `a` and `b`.
