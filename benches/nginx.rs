@@ -375,11 +375,6 @@ fn run() -> Result<(), String> {
             return Err(format!("{needed} is missing (make deps)"));
         }
     }
-    let module = fs::read_to_string(root().join("lua/kong_client_tls.lua")).unwrap_or_default();
-    // disable_http2_alpn through the Lua module once it has it; until then through a
-    // minimal inline FFI call of the C function (stopgap), reported as such.
-    let alpn_via_module = module.contains("disable_http2_alpn");
-    let have_alpn = true;
 
     let server = Pki::new("nginx bench server", KeyKind::EcdsaP256);
     let client_pki = Pki::new("nginx bench client", KeyKind::EcdsaP256);
@@ -409,7 +404,7 @@ fn run() -> Result<(), String> {
     ];
     let ports = free_ports(names.len());
     let port = |name: &str| ports[names.iter().position(|n| *n == name).unwrap()];
-    let conf = nginx_conf(&dir, &lib, &|n| port(n), have_alpn, alpn_via_module);
+    let conf = nginx_conf(&dir, &lib, &|n| port(n));
     // Profiling aid: write the config, certificates and client files, then stop.
     if let Some(keep) = std::env::var_os("KCT_BENCH_NGINX_CONF_ONLY") {
         let keep = PathBuf::from(keep);
@@ -417,7 +412,7 @@ fn run() -> Result<(), String> {
         for f in ["server.pem", "server.key", "ca.pem"] {
             fs::copy(dir.join(f), keep.join(f)).unwrap();
         }
-        let conf = nginx_conf(&keep, &lib, &|n| port(n), have_alpn, alpn_via_module);
+        let conf = nginx_conf(&keep, &lib, &|n| port(n));
         fs::write(keep.join("nginx.conf"), conf).unwrap();
         fs::write(keep.join("client.pem"), pem(&client_pki.direct_leaf.cert)).unwrap();
         fs::write(
@@ -430,11 +425,7 @@ fn run() -> Result<(), String> {
         println!("nginx bench: config written to {}", keep.display());
         return Ok(());
     }
-    let wait: Vec<u16> = names
-        .iter()
-        .filter(|n| have_alpn || **n != "alpn_ours")
-        .map(|n| port(n))
-        .collect();
+    let wait: Vec<u16> = names.iter().map(|n| port(n)).collect();
     let nginx = Nginx::start(&dir, &conf, &wait)?;
     let worker = nginx.worker();
     let t0 = Instant::now();
@@ -560,7 +551,7 @@ fn run() -> Result<(), String> {
             ));
         }
     }
-    let mut cfg = vec![
+    let cfg = vec![
         Config {
             label: "no `ssl_client_hello_by_lua` (h2 negotiated)",
             port: port("alpn_none"),
@@ -569,17 +560,11 @@ fn run() -> Result<(), String> {
             label: "empty `ssl_client_hello_by_lua_block` (h2 negotiated)",
             port: port("alpn_empty"),
         },
-    ];
-    if have_alpn {
-        cfg.push(Config {
-            label: if alpn_via_module {
-                "ours: `tls.disable_http2_alpn()` in `ssl_client_hello_by_lua_block` (http/1.1 negotiated)"
-            } else {
-                "ours: `disable_http2_alpn` through an inline-FFI stopgap (the Lua module did not have it yet) in `ssl_client_hello_by_lua_block` (http/1.1 negotiated)"
-            },
+        Config {
+            label: "ours: `tls.disable_http2_alpn()` in `ssl_client_hello_by_lua_block` (http/1.1 negotiated)",
             port: port("alpn_ours"),
-        });
-    }
+        },
+    ];
     let m = compare(
         worker,
         &alpn_client,
@@ -589,52 +574,33 @@ fn run() -> Result<(), String> {
         dur,
     );
     md.push_str("\n### 3c. New connections per second through the client hello phase (TLS 1.3, client offers h2 and http/1.1, handshake then close)\n\n");
-    if have_alpn {
-        let r = paired_ratio(&m, 2, 1);
-        ok &= r >= 0.97;
-        sum(
-            "new conns/s: `disable_http2_alpn()` / empty client hello block",
-            r,
-            0.97,
-        );
-        println!(
-            "group 3c: new conns/s, disable_http2_alpn / empty client hello block = {r:.3} (goal ≥ 0.97: {}); empty block / no handler = {:.3}",
-            met(r >= 0.97),
-            paired_ratio(&m, 1, 0)
-        );
-        md.push_str(&table(
-            &cfg,
-            &m,
-            "conns/s",
-            "worker CPU / conn",
-            &[
-                (2, 1, 0.97, "ours / empty block"),
-                (
-                    1,
-                    0,
-                    0.0,
-                    "empty block / no handler (cost of the Lua phase, information)",
-                ),
-            ],
-        ));
-    } else {
-        println!(
-            "group 3c: disable_http2_alpn is not in lua/kong_client_tls.lua yet; baselines only"
-        );
-        md.push_str("`disable_http2_alpn()` was not in `lua/kong_client_tls.lua` when this ran: baselines only.\n\n");
-        md.push_str(&table(
-            &cfg,
-            &m,
-            "conns/s",
-            "worker CPU / conn",
-            &[(
+    let r = paired_ratio(&m, 2, 1);
+    ok &= r >= 0.97;
+    sum(
+        "new conns/s: `disable_http2_alpn()` / empty client hello block",
+        r,
+        0.97,
+    );
+    println!(
+        "group 3c: new conns/s, disable_http2_alpn / empty client hello block = {r:.3} (goal ≥ 0.97: {}); empty block / no handler = {:.3}",
+        met(r >= 0.97),
+        paired_ratio(&m, 1, 0)
+    );
+    md.push_str(&table(
+        &cfg,
+        &m,
+        "conns/s",
+        "worker CPU / conn",
+        &[
+            (2, 1, 0.97, "ours / empty block"),
+            (
                 1,
                 0,
                 0.0,
                 "empty block / no handler (cost of the Lua phase, information)",
-            )],
-        ));
-    }
+            ),
+        ],
+    ));
 
     md.push_str(&format!(
         "\nEach configuration: {rounds} interleaved runs of {:.1} s from {THREADS} client threads (after one short warm-up run each); \
@@ -652,7 +618,7 @@ fn run() -> Result<(), String> {
     if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() {
         let cports = free_ports(names.len());
         let cport = |name: &str| cports[names.iter().position(|n| *n == name).unwrap()];
-        let conf = nginx_conf(&dir, &lib, &|n| cport(n), have_alpn, alpn_via_module);
+        let conf = nginx_conf(&dir, &lib, &|n| cport(n));
         let n_conn = scaled(60);
         let n_req = scaled(1500);
         let mut runs = vec![];
@@ -1018,34 +984,7 @@ fn table(
     format!("{}\n{}", t.text, r.text)
 }
 
-fn nginx_conf(
-    dir: &Path,
-    lib: &Path,
-    port: &dyn Fn(&str) -> u16,
-    have_alpn: bool,
-    alpn_via_module: bool,
-) -> String {
-    let disable_h2 = if alpn_via_module {
-        "DISABLE_H2 = TLS.disable_http2_alpn"
-    } else {
-        r#"-- Stopgap until lua/kong_client_tls.lua has disable_http2_alpn: the same
-        -- FFI call the module makes, inline (SSL and the ssl-pointer function are
-        -- declared by the module).
-        local ffi = require "ffi"
-        ffi.cdef "int kong_client_tls_disable_http2_alpn(SSL *ssl, const char **err);"
-        local lib = ffi.load(os.getenv("KONG_CLIENT_TLS_LIB"))
-        local get_request = require("resty.core.base").get_request
-        local C = ffi.C
-        local errp = ffi.new("const char *[1]")
-        DISABLE_H2 = function()
-            local ssl = C.ngx_http_lua_ffi_get_req_ssl_pointer(get_request(), errp)
-            if ssl == nil then return nil, "no SSL" end
-            if lib.kong_client_tls_disable_http2_alpn(ssl, errp) ~= 0 then
-                return nil, ffi.string(errp[0])
-            end
-            return true
-        end"#
-    };
+fn nginx_conf(dir: &Path, lib: &Path, port: &dyn Fn(&str) -> u16) -> String {
     let d = dir.display();
     let root = root().display();
     let lib = lib.display();
@@ -1093,11 +1032,9 @@ fn nginx_conf(
     servers += &tls("alpn_empty", " http2");
     servers += "        ssl_client_hello_by_lua_block {\n            local _ = 1\n        }\n";
     servers += ok;
-    if have_alpn {
-        servers += &tls("alpn_ours", " http2");
-        servers += "        ssl_client_hello_by_lua_block {\n            local ok, err = DISABLE_H2()\n            if not ok then ngx.log(ngx.ERR, err) return ngx.exit(ngx.ERROR) end\n        }\n";
-        servers += ok;
-    }
+    servers += &tls("alpn_ours", " http2");
+    servers += "        ssl_client_hello_by_lua_block {\n            local ok, err = TLS.disable_http2_alpn()\n            if not ok then ngx.log(ngx.ERR, err) return ngx.exit(ngx.ERROR) end\n        }\n";
+    servers += ok;
     format!(
         r#"# Generated by benches/nginx.rs (make bench).
 load_module {MODULES}/ndk_http_module.so;
@@ -1129,7 +1066,6 @@ http {{
         local f = assert(io.open("{d}/ca.pem"))
         CA = assert(SSL.parse_pem_cert(f:read("*a")))
         f:close()
-        {disable_h2}
     }}
 
 {servers}}}
