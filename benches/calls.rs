@@ -16,14 +16,12 @@
 
 #[path = "support/goal.rs"]
 mod goal;
-#[path = "support/memtls.rs"]
-mod memtls;
-#[path = "support/pki.rs"]
-mod pki;
 #[path = "support/stats.rs"]
 mod stats;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_void};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -45,12 +43,13 @@ use kong_client_tls::{
     kong_client_tls_get0_full_client_certificate_chain,
     kong_client_tls_get_full_client_certificate_chain,
 };
-use memtls::{
-    client_ssl, handshake, handshake_resuming, paused_in_callback, set_cert_hook,
-    set_client_hello_hook, set_pause, Hook, Pause, Reconnecting,
-};
-use pki::{KeyKind, Pki};
 use stats::{fmt_us, median, scaled, Interleaved, Paired, Table};
+use support::memtls::{
+    client_context_presenting, client_ssl, handshake, handshake_resuming, paused_in_callback,
+    set_cert_hook, set_client_hello_hook, set_pause, Pause, RawHook, Reconnecting,
+};
+use support::pki::{self, KeyKind, Pki};
+use support::sys;
 
 /// `println!` in bench mode only: a smoke run's single samples prove nothing.
 macro_rules! say {
@@ -87,8 +86,8 @@ fn server_builder(keys: &Keys, version: SslVersion) -> SslContextBuilder {
 /// A server context whose certificate callback runs `hook` (empty when `None`).
 fn server_ctx(
     ctx: SslContextBuilder,
-    cert_hook: Option<Hook>,
-    hello_hook: Option<Hook>,
+    cert_hook: Option<RawHook>,
+    hello_hook: Option<RawHook>,
     arg: *mut c_void,
 ) -> SslContext {
     let ctx = ctx;
@@ -116,18 +115,7 @@ fn client_ctx(
     identity: Option<&pki::Identity>,
     chain: &[&X509],
 ) -> SslContext {
-    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(version)).unwrap();
-    ctx.set_max_proto_version(Some(version)).unwrap();
-    ctx.set_verify(SslVerifyMode::NONE);
-    if let Some(id) = identity {
-        ctx.set_certificate(&id.cert).unwrap();
-        ctx.set_private_key(&id.key).unwrap();
-        for c in chain {
-            ctx.add_extra_chain_cert((*c).clone()).unwrap();
-        }
-    }
-    ctx.build()
+    client_context_presenting(version, identity, chain).build()
 }
 
 /// `certs` as the `STACK_OF(X509)` a hook gets: parsed once, as the Lua module's caller
@@ -152,6 +140,13 @@ unsafe fn hook_request_client_certificate(ssl: *mut SSL, ca: *mut c_void) {
 unsafe fn hook_disable_http2_alpn(ssl: *mut SSL, _arg: *mut c_void) {
     let mut err: *const c_char = std::ptr::null();
     assert_eq!(kong_client_tls_disable_http2_alpn(ssl, &mut err), 0);
+}
+
+/// A client for exactly `version` that offers h2, then http/1.1.
+fn alpn_client(version: SslVersion) -> SslContext {
+    let mut ctx = client_context_presenting(version, None, &[]);
+    ctx.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
+    ctx.build()
 }
 
 /// A server that negotiates ALPN like nginx with `http2`: server preference h2, then
@@ -233,14 +228,6 @@ fn mode_contexts(keys: &Keys, version: SslVersion, mode: Mode) -> (SslContext, S
     let ca = &keys.client.root.cert;
     let mtls_client = || client_ctx(version, Some(&keys.client.direct_leaf), &[]);
     let plain_client = || client_ctx(version, None, &[]);
-    let alpn_client = || {
-        let mut c = SslContext::builder(SslMethod::tls_client()).unwrap();
-        c.set_min_proto_version(Some(version)).unwrap();
-        c.set_max_proto_version(Some(version)).unwrap();
-        c.set_verify(SslVerifyMode::NONE);
-        c.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
-        c.build()
-    };
     let base = || server_builder(keys, version);
     match mode {
         Mode::StaticOptionalNoCa => (
@@ -270,11 +257,11 @@ fn mode_contexts(keys: &Keys, version: SslVersion, mode: Mode) -> (SslContext, S
         }
         Mode::AlpnEmptyHello => (
             server_ctx(with_alpn(base()), None, None, null),
-            alpn_client(),
+            alpn_client(version),
         ),
         Mode::DisableHttp2Alpn => (
             server_ctx(with_alpn(base()), None, Some(hook_disable_http2_alpn), null),
-            alpn_client(),
+            alpn_client(version),
         ),
     }
 }
@@ -425,12 +412,6 @@ fn measure(
 
 // Group 2 ------------------------------------------------------------------------------
 
-extern "C" {
-    fn BIO_free(bio: *mut openssl_sys::BIO) -> c_int;
-}
-
-const BIO_CTRL_PENDING: c_int = 10;
-
 /// lua-kong-nginx-module's `get_full_client_certificate_chain`, for comparison only: on
 /// every call a fresh memory BIO, `PEM_write_bio_X509` of the leaf and of each
 /// certificate of the peer chain, then the BIO's bytes copied out into `buf`.
@@ -447,10 +428,10 @@ unsafe fn anchor_chain(ssl: *mut SSL, buf: &mut [u8]) -> usize {
         let c = OPENSSL_sk_value(chain, i) as *mut X509;
         assert_eq!(PEM_write_bio_X509(bio, c), 1);
     }
-    let pending = BIO_ctrl(bio, BIO_CTRL_PENDING, 0, std::ptr::null_mut()) as usize;
+    let pending = BIO_ctrl(bio, sys::BIO_CTRL_PENDING, 0, std::ptr::null_mut()) as usize;
     assert!(pending <= buf.len());
     let n = BIO_read(bio, buf.as_mut_ptr().cast(), pending as c_int);
-    BIO_free(bio);
+    sys::BIO_free(bio);
     n as usize
 }
 
@@ -758,11 +739,7 @@ fn chain_contexts(keys: &Keys) -> (SslContext, SslContext) {
         None,
         std::ptr::null_mut(),
     );
-    let client = client_ctx(
-        version,
-        Some(&keys.client.leaf),
-        &[&keys.client.int2.cert, &keys.client.int1.cert],
-    );
+    let client = client_ctx(version, Some(&keys.client.leaf), &keys.client.chain());
     (server, client)
 }
 
@@ -984,8 +961,8 @@ fn main() {
         .iter()
         .map(|&kind| Keys {
             kind,
-            server: Pki::new("bench server", kind),
-            client: Pki::new("bench client", kind),
+            server: Pki::with_intermediates("bench server", kind, 2),
+            client: Pki::with_intermediates("bench client", kind, 2),
         })
         .collect();
 
@@ -1035,26 +1012,16 @@ fn main() {
 
 // Group 4 ------------------------------------------------------------------------------
 
-extern "C" {
-    fn SSL_CTX_ctrl(
-        ctx: *mut openssl_sys::SSL_CTX,
-        cmd: c_int,
-        larg: i64,
-        parg: *mut c_void,
-    ) -> i64;
-}
-const SSL_CTRL_SET_TLSEXT_TICKET_KEYS: c_int = 59;
-
 /// A TLS 1.3 server like nginx with `http2`, whose client hello callback runs `hook`;
 /// all such servers share one ticket key, so a ticket from one resumes on another.
-fn tls13_alpn_server(keys: &Keys, hook: Option<Hook>) -> SslContext {
+fn tls13_alpn_server(keys: &Keys, hook: Option<RawHook>) -> SslContext {
     let ctx = with_alpn(server_builder(keys, SslVersion::TLS1_3));
     let mut ticket_keys = [7u8; 80];
     // SAFETY: live context; OpenSSL copies the 80 key bytes.
     let rc = unsafe {
-        SSL_CTX_ctrl(
+        sys::SSL_CTX_ctrl(
             ctx.as_ptr(),
-            SSL_CTRL_SET_TLSEXT_TICKET_KEYS,
+            sys::SSL_CTRL_SET_TLSEXT_TICKET_KEYS,
             80,
             ticket_keys.as_mut_ptr().cast(),
         )
@@ -1086,16 +1053,7 @@ fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
     for keys in all_keys {
         let plain = tls13_alpn_server(keys, None);
         let disabled = tls13_alpn_server(keys, Some(hook_disable_http2_alpn));
-        let mut client = SslContext::builder(SslMethod::tls_client()).unwrap();
-        client
-            .set_min_proto_version(Some(SslVersion::TLS1_3))
-            .unwrap();
-        client
-            .set_max_proto_version(Some(SslVersion::TLS1_3))
-            .unwrap();
-        client.set_verify(SslVerifyMode::NONE);
-        client.set_alpn_protos(b"\x02h2\x08http/1.1").unwrap();
-        let client = client.build();
+        let client = alpn_client(SslVersion::TLS1_3);
         let session = handshake(&plain, &client).kept_session().unwrap();
 
         // What each side really does, checked before anything is timed.
@@ -1280,8 +1238,8 @@ unsafe fn hook_kong_pairing(ssl: *mut SSL, ca: *mut c_void) {
 fn reuse_server(keys: &Keys, path: ResumptionPath, reuse: Reuse, ca: *mut c_void) -> SslContext {
     let mut ctx = server_builder(keys, path.version());
     path.configure(&mut ctx);
-    let request: Hook = hook_request_client_certificate;
-    let (cert_hook, hello_hook): (Option<Hook>, Option<Hook>) = match reuse {
+    let request: RawHook = hook_request_client_certificate;
+    let (cert_hook, hello_hook): (Option<RawHook>, Option<RawHook>) = match reuse {
         Reuse::HelloForm => (None, Some(request)),
         Reuse::CertificateForm => (Some(request), None),
         Reuse::KongPairing => (Some(hook_kong_pairing), None),
