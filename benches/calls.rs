@@ -286,7 +286,8 @@ fn check_mode(mode: Mode, server: &SslContext, client: &SslContext) {
     }
 }
 
-fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
+/// Group 1, measure: every comparison in every setup (TLS version × server key type).
+fn measure_handshakes(bench: bool, all_keys: &[Keys]) -> Vec<Row> {
     let samples = if bench { scaled(41) } else { 1 };
     let target_ms = if bench {
         50.0 * stats::scale().min(1.0)
@@ -311,7 +312,71 @@ fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
             }
         }
     }
+    rows
+}
 
+/// Group 1's goal, in time and in instructions: a handshake with the call (B) costs at
+/// most 1 % more than the baseline's (A).
+fn handshake_goal(setup: &str, call: &str, ratio: f64) -> Goal {
+    Goal::new(format!("{setup}: {call}"), ratio, Comparison::AtMost, 1.01).shown(4, "")
+}
+
+/// The summary goal of one goal measured in several setups: the worst (lowest for an
+/// "at least" goal), named by its setup, then every setup's value when `all`.
+fn worst_of(label: String, setups: &[(&str, &Goal)], digits: usize, all: bool) -> Goal {
+    let w = Goal::worst(setups.iter().map(|s| s.1)).unwrap();
+    let setup = setups.iter().find(|s| std::ptr::eq(s.1, w)).unwrap().0;
+    let word = if w.comparison == Comparison::AtLeast {
+        "lowest"
+    } else {
+        "worst"
+    };
+    let mut text = format!("{word} {:.*} ({setup})", digits, w.value);
+    if all {
+        let list: Vec<String> = setups.iter().map(|s| format!("{:.3}", s.1.value)).collect();
+        text.push_str(&format!("; all setups: {}", list.join(", ")));
+    }
+    let mut goal = Goal::new(label, w.value, w.comparison, w.target).described(text);
+    goal.target_digits = w.target_digits;
+    goal
+}
+
+/// Group 1's summary goals: per (call, baseline), the worst of the four setups. `rows`
+/// are (setup, call, baseline, goal); `measured` names the measure in the label.
+fn comparison_summary(
+    rows: &[(&str, &str, &str, Goal)],
+    measured: &str,
+    digits: usize,
+    all: bool,
+) -> Vec<Goal> {
+    let mut goals = vec![];
+    for (_, _, call, baseline) in COMPARISONS {
+        let setups: Vec<(&str, &Goal)> = rows
+            .iter()
+            .filter(|r| r.1 == call && r.2 == baseline)
+            .map(|r| (r.0, &r.3))
+            .collect();
+        if !setups.is_empty() {
+            let label = format!("{call} vs {baseline} ({measured})");
+            goals.push(worst_of(label, &setups, digits, all));
+        }
+    }
+    goals
+}
+
+/// The cells of an A/B measurement: A median, B median (each formatted by `per_run`),
+/// the median of the B/A ratios with `digits` decimals, and their spread.
+fn paired_cells(p: &Paired, per_run: &dyn Fn(f64) -> String, digits: usize) -> [String; 4] {
+    [
+        per_run(median(&p.a)),
+        per_run(median(&p.b)),
+        format!("{:.*}", digits, p.ratio()),
+        p.ratio_spread(),
+    ]
+}
+
+/// Group 1, report: the table of every setup's comparisons.
+fn group1_table(rows: &[Row], goals: &[Goal]) -> String {
     let mut table = Table::new(&[
         "setup",
         "call (B)",
@@ -323,73 +388,55 @@ fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         "wall-clock ratio",
         "goal ≤ 1.01",
     ]);
-    let mut all_met = true;
-    // The libssl actually loaded: `make bench` runs this binary again with another
-    // OpenSSL line's libssl.so.3 first on LD_LIBRARY_PATH.
-    let running = openssl::version::version();
-    say!("group 1 on {running}: handshake with call / without (CPU time, median of paired ratios)");
-    out.push_str(&format!(
-        "Measured on {running} (the libssl loaded at run time).\n\n"
-    ));
-    for r in &rows {
-        let ratio = r.paired.ratio();
-        let met = ratio <= 1.01;
-        all_met &= met;
-        say!(
-            "  {:<22} {:<60} ratio {:.4}  (p25–p75 {})  {}",
-            r.setup,
-            r.call,
-            ratio,
-            r.paired.ratio_spread(),
-            if met { "met" } else { "MISSED" }
-        );
+    for (r, g) in rows.iter().zip(goals) {
+        let [a, b, ratio, spread] = paired_cells(&r.paired, &fmt_us, 4);
         table.row(&[
             r.setup.clone(),
             r.call.to_string(),
             r.baseline.to_string(),
-            fmt_us(median(&r.paired.a)),
-            fmt_us(median(&r.paired.b)),
-            format!("{ratio:.4}"),
-            r.paired.ratio_spread(),
+            a,
+            b,
+            ratio,
+            spread,
             format!("{:.4}", r.paired.wall_ratio()),
-            stats::verdict(met),
+            g.verdict(),
         ]);
     }
-    out.push_str(&table.text);
-    group1_summary(&rows, summary);
-    all_met
+    table.text
 }
 
-/// Group 1's summary: one row per (call, baseline), the worst of the four setups.
-fn group1_summary(rows: &[Row], summary: &mut Vec<String>) {
-    let mut seen: Vec<(&str, &str)> = vec![];
-    for r in rows {
-        if seen.contains(&(r.call, r.baseline)) {
-            continue;
-        }
-        seen.push((r.call, r.baseline));
-        let same: Vec<&Row> = rows
-            .iter()
-            .filter(|x| x.call == r.call && x.baseline == r.baseline)
-            .collect();
-        let worst = same
-            .iter()
-            .max_by(|x, y| x.paired.ratio().partial_cmp(&y.paired.ratio()).unwrap())
-            .unwrap();
-        let list: Vec<String> = same
-            .iter()
-            .map(|x| format!("{:.3}", x.paired.ratio()))
-            .collect();
-        summary.push(format!(
-            "| 1 | {} vs {} (handshake CPU time, B/A) | worst {:.3} ({}); all setups: {} | ≤ 1.01 | {} |",
+fn group1(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
+    // The libssl actually loaded: `make bench` runs this binary again with another
+    // OpenSSL line's libssl.so.3 first on LD_LIBRARY_PATH.
+    let running = openssl::version::version();
+    say!("group 1 on {running}: handshake with call / without (CPU time, median of paired ratios)");
+    let rows = measure_handshakes(bench, all_keys);
+    let goals: Vec<Goal> = rows
+        .iter()
+        .map(|r| handshake_goal(&r.setup, r.call, r.paired.ratio()))
+        .collect();
+    for (r, g) in rows.iter().zip(&goals) {
+        say!(
+            "  {:<22} {:<60} ratio {:.4}  (p25–p75 {})  {}",
+            r.setup,
             r.call,
-            r.baseline,
-            worst.paired.ratio(),
-            worst.setup,
-            list.join(", "),
-            stats::verdict(worst.paired.ratio() <= 1.01)
-        ));
+            g.value,
+            r.paired.ratio_spread(),
+            g.console_verdict()
+        );
     }
+    out.push_str(&format!(
+        "Measured on {running} (the libssl loaded at run time).\n\n"
+    ));
+    out.push_str(&group1_table(&rows, &goals));
+    let judged: Vec<(&str, &str, &str, Goal)> = rows
+        .iter()
+        .zip(goals.iter().cloned())
+        .map(|(r, g)| (r.setup.as_str(), r.call, r.baseline, g))
+        .collect();
+    let worst = comparison_summary(&judged, "handshake CPU time, B/A", 3, true);
+    summary.extend(worst.iter().map(|g| g.summary_row("1")));
+    goals.iter().all(Goal::met)
 }
 
 /// Interleaved batches of handshakes against server contexts `a` and `b`.
@@ -780,12 +827,11 @@ fn instr_child(args: &[String]) {
     kct_measured_handshakes(&server, &client, n);
 }
 
-/// Instructions per handshake of every mode, counted by callgrind in child processes
-/// (two at a time), then the ratios of the group 1 comparisons. `None` without valgrind.
-fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<String>) {
-    let dir = stats::out_dir().join("callgrind");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = std::env::current_exe().unwrap();
+/// One callgrind run: (version, key type, mode) as [`instr_child`] takes them.
+type InstrJob = (&'static str, &'static str, &'static str);
+
+/// Every callgrind run: each mode of group 1 in each setup, then group 2's first calls.
+fn instr_jobs() -> Vec<InstrJob> {
     let mut jobs = vec![];
     for (version, _) in VERSIONS {
         for kind in KINDS {
@@ -799,9 +845,18 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
             jobs.push(("tls13", kind_name(kind), mode));
         }
     }
-    let file = |j: &(&str, &str, &str)| dir.join(format!("{}-{}-{}.out", j.0, j.1, j.2));
+    jobs
+}
+
+fn instr_file(dir: &std::path::Path, j: &InstrJob) -> std::path::PathBuf {
+    dir.join(format!("{}-{}-{}.out", j.0, j.1, j.2))
+}
+
+/// Runs every job under callgrind, two at a time; an error when valgrind cannot start.
+fn run_callgrind(dir: &std::path::Path, pki_dir: &std::path::Path) -> std::io::Result<()> {
+    let exe = std::env::current_exe().unwrap();
     let mut running: Vec<std::process::Child> = vec![];
-    for j in &jobs {
+    for j in &instr_jobs() {
         if running.len() >= 2 {
             let mut first = running.remove(0);
             first.wait().unwrap();
@@ -810,34 +865,69 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
             .arg("--tool=callgrind")
             .arg("--toggle-collect=*kct_measured_handshakes*")
             .arg("--toggle-collect=*kct_measured_chain")
-            .arg(format!("--callgrind-out-file={}", file(j).display()))
+            .arg(format!(
+                "--callgrind-out-file={}",
+                instr_file(dir, j).display()
+            ))
             .arg(&exe)
             .args(["--instr", j.0, j.1, j.2])
             .arg(INSTR_HANDSHAKES.to_string())
             .arg(pki_dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .spawn();
-        match child {
-            Ok(c) => running.push(c),
-            Err(e) => {
-                println!("group 1 (instructions): valgrind not runnable ({e}); skipped");
-                out.push_str("valgrind was not available: not measured.\n");
-                return;
-            }
-        }
+            .spawn()?;
+        running.push(child);
     }
     for mut c in running {
         c.wait().unwrap();
     }
-    let ir = |j: (&str, &str, &str)| -> Option<f64> {
-        let text = std::fs::read_to_string(file(&j)).ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))?;
-        let total: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(total / INSTR_HANDSHAKES as f64)
-    };
+    Ok(())
+}
+
+/// Instructions per handshake (or per call) of one job, from its callgrind output.
+fn instr_count(dir: &std::path::Path, j: InstrJob) -> Option<f64> {
+    let text = std::fs::read_to_string(instr_file(dir, &j)).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))?;
+    let total: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(total / INSTR_HANDSHAKES as f64)
+}
+
+/// Group 1 in instructions: one comparison in one setup, (A, B) when both runs counted.
+struct InstrRow {
+    setup: String,
+    call: &'static str,
+    baseline: &'static str,
+    counts: Option<(f64, f64)>,
+}
+
+/// Group 1 in instructions, measure (read): every comparison in every setup.
+fn instr_rows(dir: &std::path::Path) -> Vec<InstrRow> {
+    let name = |m: Mode| MODES.iter().find(|(x, _)| *x == m).unwrap().1;
+    let mut rows = vec![];
+    for (version, vname) in VERSIONS {
+        for kind in KINDS {
+            let setup = format!("{vname}, {}", kind.label());
+            let (v, k) = (version_name(version), kind_name(kind));
+            for (ma, mb, call, baseline) in COMPARISONS {
+                let a = instr_count(dir, (v, k, name(ma)));
+                let b = instr_count(dir, (v, k, name(mb)));
+                let counts = a.zip(b);
+                rows.push(InstrRow {
+                    setup: setup.clone(),
+                    call,
+                    baseline,
+                    counts,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Group 1 in instructions, judge and report: the table, and the worst setup per comparison.
+fn instr_handshakes(dir: &std::path::Path, out: &mut String) -> Vec<Goal> {
     let mut table = Table::new(&[
         "setup",
         "call (B)",
@@ -849,49 +939,25 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
         "goal ≤ 1.01",
     ]);
     println!("group 1 (callgrind instructions per handshake, B/A):");
-    let mut worst: Vec<(&str, &str, f64, String)> = vec![];
-    for (version, vname) in VERSIONS {
-        for kind in KINDS {
-            let setup = format!("{vname}, {}", kind.label());
-            for (ma, mb, call, baseline) in COMPARISONS {
-                let name = |m: Mode| MODES.iter().find(|(x, _)| *x == m).unwrap().1;
-                let a = ir((version_name(version), kind_name(kind), name(ma)));
-                let b = ir((version_name(version), kind_name(kind), name(mb)));
-                let (Some(a), Some(b)) = (a, b) else {
-                    table.row(&[
-                        setup.clone(),
-                        call.to_string(),
-                        baseline.to_string(),
-                        "failed".into(),
-                        "failed".into(),
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                    ]);
-                    continue;
-                };
-                let r = b / a;
-                println!("  {setup:<22} {call:<60} {r:.4}");
-                table.row(&[
-                    setup.clone(),
-                    call.to_string(),
-                    baseline.to_string(),
-                    format!("{a:.0}"),
-                    format!("{b:.0}"),
-                    format!("{:+.0}", b - a),
-                    format!("{r:.4}"),
-                    stats::verdict(r <= 1.01),
-                ]);
-                match worst.iter_mut().find(|w| w.0 == call && w.1 == baseline) {
-                    Some(w) if w.2 >= r => {}
-                    Some(w) => {
-                        w.2 = r;
-                        w.3 = setup.clone();
-                    }
-                    None => worst.push((call, baseline, r, setup.clone())),
-                }
-            }
-        }
+    let mut judged = vec![];
+    for r in instr_rows(dir) {
+        let mut cells = vec![r.setup.clone(), r.call.to_string(), r.baseline.to_string()];
+        let Some((a, b)) = r.counts else {
+            cells.extend(["failed", "failed", "", "", ""].map(String::from));
+            table.row(&cells);
+            continue;
+        };
+        let goal = handshake_goal(&r.setup, r.call, b / a);
+        println!("  {:<22} {:<60} {:.4}", r.setup, r.call, goal.value);
+        cells.extend([
+            format!("{a:.0}"),
+            format!("{b:.0}"),
+            format!("{:+.0}", b - a),
+            goal.value_text(),
+            goal.verdict(),
+        ]);
+        table.row(&cells);
+        judged.push((r.setup, r.call, r.baseline, goal));
     }
     out.push_str(&format!(
         "Instructions executed per handshake (client and server together), counted by \
@@ -900,6 +966,20 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
          handshake itself (key shares, nonces), i.e. to a few hundredths of a percent.\n\n"
     ));
     out.push_str(&table.text);
+    let judged: Vec<(&str, &str, &str, Goal)> = judged
+        .iter()
+        .map(|(s, c, b, g): &(String, _, _, Goal)| (s.as_str(), *c, *b, g.clone()))
+        .collect();
+    comparison_summary(
+        &judged,
+        "callgrind instructions per handshake, B/A",
+        4,
+        false,
+    )
+}
+
+/// Group 2 in instructions: our first call against the anchor algorithm's.
+fn instr_chain(dir: &std::path::Path, out: &mut String) -> Vec<Goal> {
     let mut chain = Table::new(&[
         "client chain",
         "anchor algorithm: instructions / first call",
@@ -907,46 +987,55 @@ fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<S
         "ours / anchor",
         "goal ≤ 1.0",
     ]);
+    let mut goals = vec![];
     for kind in KINDS {
-        let a = ir(("tls13", kind_name(kind), "chain_anchor"));
-        let b = ir(("tls13", kind_name(kind), "chain_ours"));
-        if let (Some(a), Some(b)) = (a, b) {
-            let r = b / a;
-            let goal = Goal::new(
-                format!(
-                    "{} leaf + 2 intermediates: our first call / anchor algorithm (callgrind instructions)",
-                    kind.label()
-                ),
-                r,
-                Comparison::AtMost,
-                1.0,
-            )
-            .shown(4, "");
-            println!(
-                "  group 2 first call, {}: ours / anchor {r:.4} (instructions)",
-                kind.label()
-            );
-            chain.row(&[
-                format!("{} leaf + 2 intermediates", kind.label()),
-                format!("{a:.0}"),
-                format!("{b:.0}"),
-                format!("{r:.4}"),
-                stats::verdict(goal.met()),
-            ]);
-            summary.push(goal.summary_row("2"));
-        }
+        let a = instr_count(dir, ("tls13", kind_name(kind), "chain_anchor"));
+        let b = instr_count(dir, ("tls13", kind_name(kind), "chain_ours"));
+        let Some((a, b)) = a.zip(b) else { continue };
+        let label = format!("{} leaf + 2 intermediates", kind.label());
+        let goal = Goal::new(
+            format!("{label}: our first call / anchor algorithm (callgrind instructions)"),
+            b / a,
+            Comparison::AtMost,
+            1.0,
+        )
+        .shown(4, "");
+        println!(
+            "  group 2 first call, {}: ours / anchor {} (instructions)",
+            kind.label(),
+            goal.value_text()
+        );
+        chain.row(&[
+            label,
+            format!("{a:.0}"),
+            format!("{b:.0}"),
+            goal.value_text(),
+            goal.verdict(),
+        ]);
+        goals.push(goal);
     }
     out.push_str(&format!(
         "\nGroup 2, first call on a fresh connection, counted the same way ({INSTR_HANDSHAKES} \
          connections, one call each, after one warm-up call; handshakes not counted):\n\n{}",
         chain.text
     ));
-    for (call, baseline, r, setup) in worst {
-        summary.push(format!(
-            "| 1 | {call} vs {baseline} (callgrind instructions per handshake, B/A) | worst {r:.4} ({setup}) | ≤ 1.01 | {} |",
-            stats::verdict(r <= 1.01)
-        ));
+    goals
+}
+
+/// Instructions per handshake of every mode, counted by callgrind in child processes
+/// (two at a time), then the ratios of the group 1 comparisons. Skipped without valgrind.
+fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<String>) {
+    let dir = stats::out_dir().join("callgrind");
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Err(e) = run_callgrind(&dir, pki_dir) {
+        println!("group 1 (instructions): valgrind not runnable ({e}); skipped");
+        out.push_str("valgrind was not available: not measured.\n");
+        return;
     }
+    let handshakes = instr_handshakes(&dir, out);
+    let chain = instr_chain(&dir, out);
+    summary.extend(chain.iter().map(|g| g.summary_row("2")));
+    summary.extend(handshakes.iter().map(|g| g.summary_row("1")));
 }
 
 fn main() {
