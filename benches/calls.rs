@@ -27,8 +27,8 @@ use std::time::Instant;
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{
-    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVerifyMode,
-    SslVersion,
+    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession, SslSessionCacheMode,
+    SslVerifyMode, SslVersion,
 };
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -1119,17 +1119,133 @@ fn tls13_alpn_server(keys: &Keys, hook: Option<RawHook>) -> SslContext {
     server_ctx(ctx, None, hook, std::ptr::null_mut())
 }
 
-/// The cost of `disable_http2_alpn` to a TLS 1.3 resumption offering `h2`: OpenSSL must
-/// ignore the PSK (its binder covers the ALPN bytes we rewrite), so the handshake is a
-/// full one. A: the resumption, no call; B: the same offer, with the call. Also B against
-/// a plain full handshake (no session offered), which it should cost about the same as.
-fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) {
+/// Group 4's measurements for one key type.
+struct AlpnRun {
+    kind: KeyKind,
+    /// A: the resumption, no call; B: the same offer with the call.
+    vs_resumption: Paired,
+    /// A: a full handshake, no session offered; B: the same offer with the call.
+    vs_full: Paired,
+}
+
+/// What each side really does, checked before anything is timed: the server without the
+/// call resumes and picks h2, the one with it does a full handshake with http/1.1, and
+/// the session stays resumable.
+fn check_alpn_offer(
+    plain: &SslContext,
+    disabled: &SslContext,
+    client: &SslContext,
+    session: &SslSession,
+) {
+    let resumed = handshake_resuming(plain, client, Some(session));
+    assert!(resumed.server.ssl().session_reused());
+    assert_eq!(
+        resumed.server.ssl().selected_alpn_protocol(),
+        Some(&b"h2"[..])
+    );
+    let full = handshake_resuming(disabled, client, Some(session));
+    assert!(!full.server.ssl().session_reused());
+    assert_eq!(
+        full.server.ssl().selected_alpn_protocol(),
+        Some(&b"http/1.1"[..])
+    );
+    for _ in 0..2 {
+        let again = handshake_resuming(plain, client, Some(session));
+        assert!(
+            again.server.ssl().session_reused(),
+            "the session stays resumable"
+        );
+    }
+}
+
+/// Group 4, measure: one key type.
+fn measure_alpn(bench: bool, keys: &Keys) -> AlpnRun {
     let samples = if bench { scaled(21) } else { 1 };
     let target_ms = if bench {
         50.0 * stats::scale().min(1.0)
     } else {
         1.0
     };
+    let plain = tls13_alpn_server(keys, None);
+    let disabled = tls13_alpn_server(keys, Some(hook_disable_http2_alpn));
+    let client = alpn_client(SslVersion::TLS1_3);
+    let session = handshake(&plain, &client).kept_session().unwrap();
+    check_alpn_offer(&plain, &disabled, &client, &session);
+    let mut resume_plain = || {
+        black_box(handshake_resuming(&plain, &client, Some(&session)));
+    };
+    let mut resume_disabled = || {
+        black_box(handshake_resuming(&disabled, &client, Some(&session)));
+    };
+    let mut full_plain = || {
+        black_box(handshake(&plain, &client));
+    };
+    let per_sample = stats::calibrate(target_ms, &mut resume_plain);
+    let vs_resumption =
+        Paired::run_alternating(samples, per_sample, &mut resume_plain, &mut resume_disabled);
+    let per_sample = stats::calibrate(target_ms, &mut full_plain);
+    let vs_full =
+        Paired::run_alternating(samples, per_sample, &mut full_plain, &mut resume_disabled);
+    AlpnRun {
+        kind: keys.kind,
+        vs_resumption,
+        vs_full,
+    }
+}
+
+/// Group 4, judge: reported only (docs/alpn.md explains the cost).
+fn alpn_goal(r: &AlpnRun) -> Goal {
+    Goal::reported(
+        format!(
+            "{}: TLS 1.3 resumption offering h2 with `disable_http2_alpn()` (a full handshake) / the same resumption without it; and / a full handshake",
+            r.kind.label()
+        ),
+        format!(
+            "{:.2}× ; {:.3}",
+            r.vs_resumption.ratio(),
+            r.vs_full.ratio()
+        ),
+    )
+    .noted("docs/alpn.md")
+}
+
+/// Group 4, report: the two rows of one key type.
+fn alpn_rows(table: &mut Table, r: &AlpnRun) {
+    for (paired, a, b) in [
+        (
+            &r.vs_resumption,
+            "TLS 1.3 resumption offering h2, no call",
+            "same offer, `disable_http2_alpn()` (full handshake)",
+        ),
+        (
+            &r.vs_full,
+            "TLS 1.3 full handshake, no session offered, no call",
+            "resumption offer + `disable_http2_alpn()`",
+        ),
+    ] {
+        say!(
+            "group 4 {}: {b} / {a}: {:.2}",
+            r.kind.label(),
+            paired.ratio()
+        );
+        let [a_median, b_median, ratio, spread] = paired_cells(paired, &fmt_us, 3);
+        table.row(&[
+            r.kind.label().to_string(),
+            a.to_string(),
+            b.to_string(),
+            a_median,
+            b_median,
+            ratio,
+            spread,
+        ]);
+    }
+}
+
+/// The cost of `disable_http2_alpn` to a TLS 1.3 resumption offering `h2`: OpenSSL must
+/// ignore the PSK (its binder covers the ALPN bytes we rewrite), so the handshake is a
+/// full one. A: the resumption, no call; B: the same offer, with the call. Also B against
+/// a plain full handshake (no session offered), which it should cost about the same as.
+fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) {
     let mut table = Table::new(&[
         "server key",
         "A",
@@ -1140,80 +1256,9 @@ fn group4(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         "ratio p25–p75",
     ]);
     for keys in all_keys {
-        let plain = tls13_alpn_server(keys, None);
-        let disabled = tls13_alpn_server(keys, Some(hook_disable_http2_alpn));
-        let client = alpn_client(SslVersion::TLS1_3);
-        let session = handshake(&plain, &client).kept_session().unwrap();
-
-        // What each side really does, checked before anything is timed.
-        let resumed = handshake_resuming(&plain, &client, Some(&session));
-        assert!(resumed.server.ssl().session_reused());
-        assert_eq!(
-            resumed.server.ssl().selected_alpn_protocol(),
-            Some(&b"h2"[..])
-        );
-        let full = handshake_resuming(&disabled, &client, Some(&session));
-        assert!(!full.server.ssl().session_reused());
-        assert_eq!(
-            full.server.ssl().selected_alpn_protocol(),
-            Some(&b"http/1.1"[..])
-        );
-
-        for _ in 0..2 {
-            let again = handshake_resuming(&plain, &client, Some(&session));
-            assert!(
-                again.server.ssl().session_reused(),
-                "the session stays resumable"
-            );
-        }
-        let mut resume_plain = || {
-            black_box(handshake_resuming(&plain, &client, Some(&session)));
-        };
-        let mut resume_disabled = || {
-            black_box(handshake_resuming(&disabled, &client, Some(&session)));
-        };
-        let mut full_plain = || {
-            black_box(handshake(&plain, &client));
-        };
-        let per_sample = stats::calibrate(target_ms, &mut resume_plain);
-        let vs_resumption =
-            Paired::run_alternating(samples, per_sample, &mut resume_plain, &mut resume_disabled);
-        let per_sample = stats::calibrate(target_ms, &mut full_plain);
-        let vs_full =
-            Paired::run_alternating(samples, per_sample, &mut full_plain, &mut resume_disabled);
-        for (paired, a, b) in [
-            (
-                &vs_resumption,
-                "TLS 1.3 resumption offering h2, no call",
-                "same offer, `disable_http2_alpn()` (full handshake)",
-            ),
-            (
-                &vs_full,
-                "TLS 1.3 full handshake, no session offered, no call",
-                "resumption offer + `disable_http2_alpn()`",
-            ),
-        ] {
-            say!(
-                "group 4 {}: {b} / {a}: {:.2}",
-                keys.kind.label(),
-                paired.ratio()
-            );
-            table.row(&[
-                keys.kind.label().to_string(),
-                a.to_string(),
-                b.to_string(),
-                fmt_us(median(&paired.a)),
-                fmt_us(median(&paired.b)),
-                format!("{:.3}", paired.ratio()),
-                paired.ratio_spread(),
-            ]);
-        }
-        summary.push(format!(
-            "| 4 | {}: TLS 1.3 resumption offering h2 with `disable_http2_alpn()` (a full handshake) / the same resumption without it; and / a full handshake | {:.2}× ; {:.3} | reported (docs/alpn.md) | — |",
-            keys.kind.label(),
-            vs_resumption.ratio(),
-            vs_full.ratio()
-        ));
+        let run = measure_alpn(bench, keys);
+        alpn_rows(&mut table, &run);
+        summary.push(alpn_goal(&run).summary_row("4"));
     }
     out.push_str(
         "A TLS 1.3 resumption that offers `h2` cannot be kept once `disable_http2_alpn` rewrites \
