@@ -1430,70 +1430,140 @@ fn check_reuse(reuse: Reuse, must_resume: bool, client: &mut Reconnecting) {
     client.reset_counts();
 }
 
-/// Group 5: a mutual-TLS client reconnecting with its session, per resumption path and
-/// key type; every variant of one setup measured in the same interleaved rounds.
-fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
-    let samples = if bench { scaled(21) } else { 1 };
+/// A variant that does not (or does) resume measures something else than its label
+/// says: fail, whatever the timings.
+fn assert_resumption(setup: &str, counts: &[(usize, usize)]) {
+    for ((r, _, must_resume), (resumed, n)) in REUSE.iter().zip(counts) {
+        if *must_resume {
+            assert!(
+                *resumed as f64 >= 0.99 * *n as f64,
+                "{setup}, {r:?}: only {resumed} of {n} reconnections resumed"
+            );
+        } else {
+            assert_eq!(
+                *resumed, 0,
+                "{setup}, {r:?}: {resumed} of {n} reconnections resumed"
+            );
+        }
+    }
+}
+
+/// Group 5, measure: one setup (resumption path × key type), every variant in the same
+/// interleaved rounds.
+fn measure_reuse(
+    bench: bool,
+    samples: usize,
+    (path, pname): (ResumptionPath, &str),
+    keys: &Keys,
+) -> ReuseRun {
     let target_ms = if bench {
         25.0 * stats::scale().min(1.0)
     } else {
         1.0
     };
-    let mut runs = vec![];
-    for (path, pname) in PATHS {
-        for keys in all_keys {
-            let setup = format!("{pname}, {}", keys.kind.label());
-            let ca = ca_stack(&[&keys.client.root.cert]);
-            let client = client_ctx(path.version(), Some(&keys.client.direct_leaf), &[]);
-            let servers: Vec<SslContext> = REUSE
-                .iter()
-                .map(|(r, _, _)| reuse_server(keys, path, *r, ca))
-                .collect();
-            let mut clients: Vec<Reconnecting> = REUSE
-                .iter()
-                .zip(&servers)
-                .map(|((r, _, _), server)| {
-                    Reconnecting::new(server, &client, HOST, *r != Reuse::PlainFull)
-                })
-                .collect();
-            for ((r, _, must_resume), c) in REUSE.iter().zip(clients.iter_mut()) {
-                check_reuse(*r, *must_resume, c);
-            }
-            let mut conns: Vec<Box<dyn FnMut() + '_>> = clients
-                .iter_mut()
-                .map(|c| Box::new(move || drop(black_box(c.connect()))) as Box<dyn FnMut()>)
-                .collect();
-            // Sized on the costliest variant: every variant runs as often, and the cheap ones
-            // would otherwise make the rounds long.
-            let per_sample =
-                stats::calibrate(target_ms, &mut *conns[reuse_index(Reuse::KongPairing)]);
-            let mut each: Vec<&mut dyn FnMut()> = conns
-                .iter_mut()
-                .map(|c| &mut **c as &mut dyn FnMut())
-                .collect();
-            let m = Interleaved::run(samples, per_sample, &mut each);
-            drop(conns);
-            let counts: Vec<(usize, usize)> =
-                clients.iter().map(|c| (c.resumed, c.connections)).collect();
-            // A variant that does not (or does) resume measures something else than its
-            // label says: fail, whatever the timings.
-            for ((r, _, must_resume), (resumed, n)) in REUSE.iter().zip(&counts) {
-                if *must_resume {
-                    assert!(
-                        *resumed as f64 >= 0.99 * *n as f64,
-                        "{setup}, {r:?}: only {resumed} of {n} reconnections resumed"
-                    );
-                } else {
-                    assert_eq!(
-                        *resumed, 0,
-                        "{setup}, {r:?}: {resumed} of {n} reconnections resumed"
-                    );
-                }
-            }
-            runs.push(ReuseRun { setup, counts, m });
-        }
+    let setup = format!("{pname}, {}", keys.kind.label());
+    let ca = ca_stack(&[&keys.client.root.cert]);
+    let client = client_ctx(path.version(), Some(&keys.client.direct_leaf), &[]);
+    let servers: Vec<SslContext> = REUSE
+        .iter()
+        .map(|(r, _, _)| reuse_server(keys, path, *r, ca))
+        .collect();
+    let mut clients: Vec<Reconnecting> = REUSE
+        .iter()
+        .zip(&servers)
+        .map(|((r, _, _), server)| Reconnecting::new(server, &client, HOST, *r != Reuse::PlainFull))
+        .collect();
+    for ((r, _, must_resume), c) in REUSE.iter().zip(clients.iter_mut()) {
+        check_reuse(*r, *must_resume, c);
     }
-    let hello = reuse_index(Reuse::HelloForm);
+    let mut conns: Vec<Box<dyn FnMut() + '_>> = clients
+        .iter_mut()
+        .map(|c| Box::new(move || drop(black_box(c.connect()))) as Box<dyn FnMut()>)
+        .collect();
+    // Sized on the costliest variant: every variant runs as often, and the cheap ones
+    // would otherwise make the rounds long.
+    let per_sample = stats::calibrate(target_ms, &mut *conns[reuse_index(Reuse::KongPairing)]);
+    let mut each: Vec<&mut dyn FnMut()> = conns
+        .iter_mut()
+        .map(|c| &mut **c as &mut dyn FnMut())
+        .collect();
+    let m = Interleaved::run(samples, per_sample, &mut each);
+    drop(conns);
+    let counts: Vec<(usize, usize)> = clients.iter().map(|c| (c.resumed, c.connections)).collect();
+    assert_resumption(&setup, &counts);
+    ReuseRun { setup, counts, m }
+}
+
+/// Group 5, judge: one setup's goals and ratios, each (median, p25–p75).
+struct ReuseJudged {
+    /// The client hello form resumes (≥ 0.99).
+    rate: Goal,
+    /// Hello form / static mTLS resumption: what the library adds (≤ 1.10).
+    vs_static: Goal,
+    static_spread: String,
+    saving: (f64, String),
+    overhead: (f64, String),
+    cert: f64,
+}
+
+fn judge_reuse(run: &ReuseRun) -> ReuseJudged {
+    let (vs_static, static_spread) = run.ratio(Reuse::HelloForm, Reuse::StaticResumption);
+    ReuseJudged {
+        rate: Goal::new(
+            "resumption rate of a mutual-TLS client reconnecting with its session, `request_client_certificate(ca)` in the client hello callback (TLS 1.3 tickets, TLS 1.2 tickets and session IDs; ECDSA and RSA)",
+            run.rate(reuse_index(Reuse::HelloForm)),
+            Comparison::AtLeast,
+            0.99,
+        ),
+        vs_static: Goal::new(
+            "CPU per mTLS reconnection: client hello form (resumed) / static `optional_no_ca` resumption (nginx's `ssl_verify_client`: the same client certificate in the session, no call)",
+            vs_static,
+            Comparison::AtMost,
+            1.10,
+        )
+        .target_shown(2),
+        static_spread,
+        saving: run.ratio(Reuse::HelloForm, Reuse::KongPairing),
+        overhead: run.ratio(Reuse::HelloForm, Reuse::PlainResumption),
+        cert: run.ratio(Reuse::CertificateForm, Reuse::KongPairing).0,
+    }
+}
+
+/// Group 5, report: the summary goals over every setup.
+fn reuse_summary(runs: &[ReuseRun], judged: &[ReuseJudged]) -> Vec<Goal> {
+    let setups = |g: &dyn Fn(&ReuseJudged) -> &Goal| -> Vec<(&str, &Goal)> {
+        runs.iter()
+            .zip(judged)
+            .map(|(r, j)| (r.setup.as_str(), g(j)))
+            .collect()
+    };
+    let rate = setups(&|j| &j.rate);
+    let vs_static = setups(&|j| &j.vs_static);
+    let savings: Vec<String> = runs
+        .iter()
+        .zip(judged)
+        .map(|(r, j)| format!("{:.2} ({})", j.saving.0, r.setup))
+        .collect();
+    let overheads: Vec<String> = judged
+        .iter()
+        .map(|j| format!("{:.3}", j.overhead.0))
+        .collect();
+    vec![
+        worst_of(rate[0].1.label.clone(), &rate, 3, false),
+        Goal::reported(
+            "CPU per mTLS reconnection (client + server): client hello form / certificate form + `disable_session_reuse()` (Kong)",
+            savings.join(", "),
+        ),
+        worst_of(vs_static[0].1.label.clone(), &vs_static, 3, true),
+        Goal::reported(
+            "CPU per mTLS reconnection: client hello form (resumed) / plain resumption (no client certificate in the session)",
+            overheads.join(", "),
+        ),
+    ]
+}
+
+/// Group 5, report: the connections table and the ratios table.
+fn reuse_tables(runs: &[ReuseRun], judged: &[ReuseJudged]) -> (Table, Table) {
     let mut table = Table::new(&[
         "setup",
         "server",
@@ -1513,11 +1583,7 @@ fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
         "p25–p75",
         "certificate form / Kong's pairing",
     ]);
-    let mut all_met = true;
-    let mut worst_rate = (f64::INFINITY, String::new());
-    let mut worst_overhead = (0.0, String::new());
-    let (mut savings, mut overheads, mut over_static) = (vec![], vec![], vec![]);
-    for run in &runs {
+    for (run, j) in runs.iter().zip(judged) {
         for (v, (_, label, _)) in REUSE.iter().enumerate() {
             let (resumed, n) = run.counts[v];
             table.row(&[
@@ -1529,64 +1595,24 @@ fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
                 stats::iqr(&run.m.cpu[v], &|x| fmt_us(x)),
             ]);
         }
-        if run.rate(hello) < worst_rate.0 {
-            worst_rate = (run.rate(hello), run.setup.clone());
-        }
-        let (saving, saving_spread) = run.ratio(Reuse::HelloForm, Reuse::KongPairing);
-        let (overhead, overhead_spread) = run.ratio(Reuse::HelloForm, Reuse::PlainResumption);
-        let (vs_static, static_spread) = run.ratio(Reuse::HelloForm, Reuse::StaticResumption);
-        let (cert, _) = run.ratio(Reuse::CertificateForm, Reuse::KongPairing);
-        let met = vs_static <= 1.10;
-        all_met &= met;
-        if vs_static > worst_overhead.0 {
-            worst_overhead = (vs_static, run.setup.clone());
-        }
-        savings.push(format!("{saving:.2} ({})", run.setup));
-        overheads.push(format!("{overhead:.3}"));
-        over_static.push(format!("{vs_static:.3}"));
-        say!(
-            "group 5 {}: hello form / Kong's pairing {saving:.3} ({:.2}x saved); / static mTLS resumption {vs_static:.3} ({}); / plain resumption {overhead:.3}; hello-form rate {:.3}",
-            run.setup,
-            1.0 / saving,
-            if met { "met" } else { "MISSED" },
-            run.rate(hello)
-        );
         ratios.row(&[
             run.setup.clone(),
-            format!("{saving:.3} ({:.2}× less CPU)", 1.0 / saving),
-            saving_spread,
-            format!("{vs_static:.3}"),
-            static_spread,
-            stats::verdict(met),
-            format!("{overhead:.3}"),
-            overhead_spread,
-            format!("{cert:.3}"),
+            format!("{:.3} ({:.2}× less CPU)", j.saving.0, 1.0 / j.saving.0),
+            j.saving.1.clone(),
+            format!("{:.3}", j.vs_static.value),
+            j.static_spread.clone(),
+            j.vs_static.verdict(),
+            format!("{:.3}", j.overhead.0),
+            j.overhead.1.clone(),
+            format!("{:.3}", j.cert),
         ]);
     }
-    let rate_met = worst_rate.0 >= 0.99;
-    all_met &= rate_met;
-    summary.push(format!(
-        "| 5 | resumption rate of a mutual-TLS client reconnecting with its session, `request_client_certificate(ca)` in the client hello callback (TLS 1.3 tickets, TLS 1.2 tickets and session IDs; ECDSA and RSA) | lowest {:.3} ({}) | ≥ 0.99 | {} |",
-        worst_rate.0,
-        worst_rate.1,
-        stats::verdict(rate_met)
-    ));
-    summary.push(format!(
-        "| 5 | CPU per mTLS reconnection (client + server): client hello form / certificate form + `disable_session_reuse()` (Kong) | {} | reported | — |",
-        savings.join(", ")
-    ));
-    summary.push(format!(
-        "| 5 | CPU per mTLS reconnection: client hello form (resumed) / static `optional_no_ca` resumption (nginx's `ssl_verify_client`: the same client certificate in the session, no call) | worst {:.3} ({}); all setups: {} | ≤ 1.10 | {} |",
-        worst_overhead.0,
-        worst_overhead.1,
-        over_static.join(", "),
-        stats::verdict(worst_overhead.0 <= 1.10)
-    ));
-    summary.push(format!(
-        "| 5 | CPU per mTLS reconnection: client hello form (resumed) / plain resumption (no client certificate in the session) | {} | reported | — |",
-        overheads.join(", ")
-    ));
-    out.push_str(&format!(
+    (table, ratios)
+}
+
+/// Group 5's text before its tables.
+fn reuse_text(samples: usize) -> String {
+    format!(
         "Measured on {}. A client with a certificate issued by the CA reconnects to one server \
          again and again, sending SNI `{HOST}` and offering the session it kept from its \
          previous connection (after reading the TLS 1.3 tickets that follow a handshake), as \
@@ -1601,23 +1627,54 @@ fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
          that must resume misses more than 1 % or one that must not resumes once.\n\n",
         openssl::version::version(),
         samples
-    ));
+    )
+}
+
+/// Group 5's text after its tables.
+const REUSE_NOTE: &str =
+    "\nA resumed session that carries a client certificate costs more than one without: \
+     OpenSSL decodes the session, certificate and public key included, from each ticket \
+     it accepts and again for each ticket it issues (TLS 1.3 issues one on every \
+     resumption), and OpenSSL 3.0's public-key decoding (`OSSL_DECODER`) is slow. Sessions \
+     kept as objects in the server's own cache skip it. The \
+     static `optional_no_ca` row carries the same certificate in its sessions, so \
+     hello form / static is what the library adds to resuming a mutual-TLS session; \
+     hello form / plain resumption is what resuming one costs over a session without a \
+     client certificate.\n";
+
+/// Group 5: a mutual-TLS client reconnecting with its session, per resumption path and
+/// key type; every variant of one setup measured in the same interleaved rounds.
+fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) -> bool {
+    let samples = if bench { scaled(21) } else { 1 };
+    let mut runs = vec![];
+    for path in PATHS {
+        for keys in all_keys {
+            runs.push(measure_reuse(bench, samples, path, keys));
+        }
+    }
+    let judged: Vec<ReuseJudged> = runs.iter().map(judge_reuse).collect();
+    for (run, j) in runs.iter().zip(&judged) {
+        say!(
+            "group 5 {}: hello form / Kong's pairing {:.3} ({:.2}x saved); / static mTLS resumption {:.3} ({}); / plain resumption {:.3}; hello-form rate {:.3}",
+            run.setup,
+            j.saving.0,
+            1.0 / j.saving.0,
+            j.vs_static.value,
+            j.vs_static.console_verdict(),
+            j.overhead.0,
+            j.rate.value
+        );
+    }
+    let goals = reuse_summary(&runs, &judged);
+    summary.extend(goals.iter().map(|g| g.summary_row("5")));
+    let (table, ratios) = reuse_tables(&runs, &judged);
+    out.push_str(&reuse_text(samples));
     out.push_str(&table.text);
     out.push_str("\nRatios of CPU per connection, taken within each round (median and spread over the rounds):\n\n");
     out.push_str(&ratios.text);
-    out.push_str(
-        "\nA resumed session that carries a client certificate costs more than one without: \
-         OpenSSL decodes the session, certificate and public key included, from each ticket \
-         it accepts and again for each ticket it issues (TLS 1.3 issues one on every \
-         resumption), and OpenSSL 3.0's public-key decoding (`OSSL_DECODER`) is slow. Sessions \
-         kept as objects in the server's own cache skip it. The \
-         static `optional_no_ca` row carries the same certificate in its sessions, so \
-         hello form / static is what the library adds to resuming a mutual-TLS session; \
-         hello form / plain resumption is what resuming one costs over a session without a \
-         client certificate.\n",
-    );
+    out.push_str(REUSE_NOTE);
     call_cost(bench, all_keys, out, summary);
-    all_met
+    goals.iter().all(Goal::met)
 }
 
 /// Calls per timed run in [`call_cost`]: one call is a few microseconds.
