@@ -1680,6 +1680,94 @@ fn group5(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<St
 /// Calls per timed run in [`call_cost`]: one call is a few microseconds.
 const CALLS: usize = 10;
 
+/// The call's cost in both forms, for one key type and one CA set size.
+struct CallCost {
+    kind: KeyKind,
+    /// CA certificates passed.
+    n: usize,
+    /// A: the certificate form, B: the client hello form (ns per run of [`CALLS`] calls).
+    p: Paired,
+}
+
+/// Times the call on `ca` against a server `SSL` paused in each callback: certificate
+/// form (A) and client hello form (B) alternate. Checks which form each call took.
+fn time_call_forms(
+    bench: bool,
+    (hello_ctx, cert_ctx): (&SslContext, &SslContext),
+    client: &SslContext,
+    ca: *mut c_void,
+) -> Paired {
+    let samples = if bench { scaled(21) } else { 1 };
+    let target_ms = if bench {
+        10.0 * stats::scale().min(1.0)
+    } else {
+        0.2
+    };
+    let hello_conn = paused_in_callback(hello_ctx, client_ssl(client, Some(HOST), None));
+    let cert_conn = paused_in_callback(cert_ctx, client_ssl(client, Some(HOST), None));
+    let (hello_ssl, cert_ssl) = (
+        hello_conn.server.ssl().as_ptr(),
+        cert_conn.server.ssl().as_ptr(),
+    );
+    let mut in_hello = || {
+        for _ in 0..CALLS {
+            // SAFETY: live server SSL paused in its client hello callback.
+            unsafe { hook_request_client_certificate(black_box(hello_ssl), ca) };
+        }
+    };
+    let mut in_cert = || {
+        for _ in 0..CALLS {
+            // SAFETY: live server SSL paused in its certificate callback.
+            unsafe { hook_request_client_certificate(black_box(cert_ssl), ca) };
+        }
+    };
+    in_hello();
+    in_cert();
+    // Which form each call took, by its visible effect: the certificate form sends no
+    // TLS 1.3 ticket; the hello form binds and keeps the tickets.
+    assert_eq!(
+        hello_conn.server.ssl().num_tickets(),
+        2,
+        "hello form did not bind"
+    );
+    assert_eq!(
+        cert_conn.server.ssl().num_tickets(),
+        0,
+        "certificate form kept tickets"
+    );
+    let per_sample = stats::calibrate(target_ms, &mut in_hello);
+    Paired::run_alternating(samples, per_sample, &mut in_cert, &mut in_hello)
+}
+
+/// [`call_cost`], measure: one key type, with 1 and with 10 CA certificates.
+fn measure_call_cost(bench: bool, keys: &Keys) -> Vec<CallCost> {
+    let extra = pki::cas("bench extra CA", keys.kind, 9);
+    let version = SslVersion::TLS1_3;
+    let client = client_ctx(version, Some(&keys.client.direct_leaf), &[]);
+    let paused_server = |at: Pause| {
+        let ctx = server_builder(keys, version);
+        set_pause(ctx.as_ptr(), at);
+        ctx.build()
+    };
+    let (hello_ctx, cert_ctx) = (
+        paused_server(Pause::ClientHello),
+        paused_server(Pause::Certificate),
+    );
+    let mut costs = vec![];
+    for n in [1, 10] {
+        let certs: Vec<&X509> = std::iter::once(&keys.client.root.cert)
+            .chain(extra.iter().take(n - 1))
+            .collect();
+        let p = time_call_forms(bench, (&hello_ctx, &cert_ctx), &client, ca_stack(&certs));
+        costs.push(CallCost {
+            kind: keys.kind,
+            n,
+            p,
+        });
+    }
+    costs
+}
+
 /// The cost of one `request_client_certificate(ca)` call in each form, with 1 and with 10
 /// CA certificates: repeated on a server `SSL` paused in its client hello callback (it
 /// binds: the cached fingerprints of the server certificate and of each CA, one SHA-256)
@@ -1687,11 +1775,6 @@ const CALLS: usize = 10;
 /// also fingerprints each CA, to compare with a binding made at ClientHello time).
 fn call_cost(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec<String>) {
     let samples = if bench { scaled(21) } else { 1 };
-    let target_ms = if bench {
-        10.0 * stats::scale().min(1.0)
-    } else {
-        0.2
-    };
     let mut table = Table::new(&[
         "key type",
         "CA certificates",
@@ -1701,81 +1784,17 @@ fn call_cost(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec
         "p25–p75",
     ]);
     let mut results = vec![];
-    for keys in all_keys {
-        let extra = pki::cas("bench extra CA", keys.kind, 9);
-        let version = SslVersion::TLS1_3;
-        let client = client_ctx(version, Some(&keys.client.direct_leaf), &[]);
-        let paused_server = |at: Pause| {
-            let ctx = server_builder(keys, version);
-            set_pause(ctx.as_ptr(), at);
-            ctx.build()
-        };
-        let (hello_ctx, cert_ctx) = (
-            paused_server(Pause::ClientHello),
-            paused_server(Pause::Certificate),
-        );
-        for n in [1, 10] {
-            let certs: Vec<&X509> = std::iter::once(&keys.client.root.cert)
-                .chain(extra.iter().take(n - 1))
-                .collect();
-            let ca = ca_stack(&certs);
-            let hello_conn = paused_in_callback(&hello_ctx, client_ssl(&client, Some(HOST), None));
-            let cert_conn = paused_in_callback(&cert_ctx, client_ssl(&client, Some(HOST), None));
-            let (hello_ssl, cert_ssl) = (
-                hello_conn.server.ssl().as_ptr(),
-                cert_conn.server.ssl().as_ptr(),
-            );
-            let mut in_hello = || {
-                for _ in 0..CALLS {
-                    // SAFETY: live server SSL paused in its client hello callback.
-                    unsafe { hook_request_client_certificate(black_box(hello_ssl), ca) };
-                }
-            };
-            let mut in_cert = || {
-                for _ in 0..CALLS {
-                    // SAFETY: live server SSL paused in its certificate callback.
-                    unsafe { hook_request_client_certificate(black_box(cert_ssl), ca) };
-                }
-            };
-            in_hello();
-            in_cert();
-            // Which form each call took, by its visible effect: the certificate form sends no
-            // TLS 1.3 ticket; the hello form binds and keeps the tickets.
-            assert_eq!(
-                hello_conn.server.ssl().num_tickets(),
-                2,
-                "hello form did not bind"
-            );
-            assert_eq!(
-                cert_conn.server.ssl().num_tickets(),
-                0,
-                "certificate form kept tickets"
-            );
-            let per_sample = stats::calibrate(target_ms, &mut in_hello);
-            let p = Paired::run_alternating(samples, per_sample, &mut in_cert, &mut in_hello);
-            let per_call = |v: &[f64]| fmt_us(median(v) / CALLS as f64);
-            say!(
-                "group 5 call cost {}, {n} CA: hello form {} / certificate form {} = {:.3}",
-                keys.kind.label(),
-                per_call(&p.b),
-                per_call(&p.a),
-                p.ratio()
-            );
-            table.row(&[
-                keys.kind.label().to_string(),
-                n.to_string(),
-                per_call(&p.a),
-                per_call(&p.b),
-                format!("{:.3}", p.ratio()),
-                p.ratio_spread(),
-            ]);
-            results.push(format!(
-                "{n} CA{}, {}: {:.2}",
-                if n > 1 { "s" } else { "" },
-                keys.kind.label(),
-                p.ratio()
-            ));
-        }
+    let per_call = |ns: f64| fmt_us(ns / CALLS as f64);
+    for c in all_keys
+        .iter()
+        .flat_map(|keys| measure_call_cost(bench, keys))
+    {
+        let (kind, n) = (c.kind.label(), c.n);
+        let [cert, hello, ratio, spread] = paired_cells(&c.p, &per_call, 3);
+        say!("group 5 call cost {kind}, {n} CA: hello form {hello} / certificate form {cert} = {ratio}");
+        table.row(&[kind.to_string(), n.to_string(), cert, hello, ratio, spread]);
+        let plural = if n > 1 { "s" } else { "" };
+        results.push(format!("{n} CA{plural}, {kind}: {:.2}", c.p.ratio()));
     }
     out.push_str(&format!(
         "\nThe call itself: `request_client_certificate(ca)` made {CALLS} times per timed run on one \
@@ -1790,8 +1809,9 @@ fn call_cost(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec
          connection (which also creates the library's per-connection state) is not timed.\n\n{}",
         table.text
     ));
-    summary.push(format!(
-        "| 5 | one `request_client_certificate(ca)` call: client hello form / certificate form | {} | reported | — |",
-        results.join("; ")
-    ));
+    let goal = Goal::reported(
+        "one `request_client_certificate(ca)` call: client hello form / certificate form",
+        results.join("; "),
+    );
+    summary.push(goal.summary_row("5"));
 }
