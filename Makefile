@@ -372,6 +372,6 @@ fuzz-report:
 	@mkdir -p docs/reliability
 	@for f in fuzz-nginx fuzz-parser; do test -s $(RELIABILITY_DIR)/$$f.md || \
 	  { echo "no $(RELIABILITY_DIR)/$$f.md: run make $$f first"; exit 1; }; done
-	{ echo "<!-- Written by make fuzz-report from $(RELIABILITY_DIR)/fuzz-{nginx,parser}.md; do not edit. -->"; \
+	{ echo "<!-- Written by make fuzz-report from <target>/reliability/fuzz-{nginx,parser}.md; do not edit. -->"; \
 	  echo; cat $(RELIABILITY_DIR)/fuzz-nginx.md; echo; cat $(RELIABILITY_DIR)/fuzz-parser.md; } \
 	  > docs/reliability/fuzz.md
