@@ -24,7 +24,8 @@
 //! exactly. Afterwards nginx must still serve, with the same worker, and its log must have
 //! no `[alert]`, `[crit]`, `[emerg]` or crashed worker ([`Nginx::finish`]). The summary
 //! goes to stdout and, as a Markdown fragment, to
-//! `<target>/reliability/fuzz-nginx.md` (`HOSTILE_REPORT` to put it elsewhere).
+//! `<target>/reliability/fuzz-nginx.md` (the smoke run's to `fuzz-nginx-smoke.md`;
+//! `HOSTILE_REPORT` to put it elsewhere).
 
 mod support;
 
@@ -1083,7 +1084,15 @@ fn main() {
     println!("{report}");
     let out = std::env::var_os("HOSTILE_REPORT")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("reliability/fuzz-nginx.md"));
+        .unwrap_or_else(|| {
+            // The smoke run of `cargo test` leaves the full run's fragment alone.
+            let file = if full {
+                "fuzz-nginx.md"
+            } else {
+                "fuzz-nginx-smoke.md"
+            };
+            target_dir().join("reliability").join(file)
+        });
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     std::fs::write(&out, &report).unwrap();
     println!("wrote {}", out.display());
