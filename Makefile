@@ -345,3 +345,33 @@ bench: deps build
 
 clean:
 	$(CARGO) clean
+
+# Hostile ClientHellos (issue 9, section 5). `make fuzz-nginx`: tests/nginx_hostile.rs
+# against real nginx (host; KCT_NGINX_ROOT for a Debian root) for HOSTILE_INPUTS inputs or
+# HOSTILE_SECONDS, whichever ends first (`cargo test` runs a smoke run of 5000); writes
+# target/reliability/fuzz-nginx.md. `make fuzz-parser`: libFuzzer on the parser for
+# FUZZ_RUNS executions, then fuzz/report.sh writes target/reliability/fuzz-parser.md.
+# `make fuzz-report`: both fragments into docs/reliability/fuzz.md. All niced.
+HOSTILE_INPUTS  ?= 1000000
+HOSTILE_SECONDS ?= 3600
+FUZZ_RUNS       ?= 10000000
+RELIABILITY_DIR := $(TARGET_DIR)/reliability
+.PHONY: fuzz-nginx fuzz-parser fuzz-report
+fuzz-nginx: build
+	HOSTILE_INPUTS=$(HOSTILE_INPUTS) HOSTILE_SECONDS=$(HOSTILE_SECONDS) \
+	  nice $(CARGO) test --release --test nginx_hostile -- --nocapture
+fuzz-parser:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p fuzz/target/corpus $(RELIABILITY_DIR)
+	cd fuzz && RUSTC_BOOTSTRAP=1 nice $(CARGO) fuzz run client_hello target/corpus corpus/client_hello \
+	  -- -runs=$(FUZZ_RUNS) -print_final_stats=1 > $(abspath $(RELIABILITY_DIR))/fuzz-parser.log 2>&1 \
+	  || { tail -n 40 $(abspath $(RELIABILITY_DIR))/fuzz-parser.log; exit 1; }
+	fuzz/report.sh $(RELIABILITY_DIR)/fuzz-parser.log fuzz/target/corpus > $(RELIABILITY_DIR)/fuzz-parser.md
+	@cat $(RELIABILITY_DIR)/fuzz-parser.md
+fuzz-report:
+	@mkdir -p docs/reliability
+	@for f in fuzz-nginx fuzz-parser; do test -s $(RELIABILITY_DIR)/$$f.md || \
+	  { echo "no $(RELIABILITY_DIR)/$$f.md: run make $$f first"; exit 1; }; done
+	{ echo "<!-- Written by make fuzz-report from <target>/reliability/fuzz-{nginx,parser}.md; do not edit. -->"; \
+	  echo; cat $(RELIABILITY_DIR)/fuzz-nginx.md; echo; cat $(RELIABILITY_DIR)/fuzz-parser.md; } \
+	  > docs/reliability/fuzz.md
