@@ -33,7 +33,9 @@ LDLIBS_TEST := -lssl -lcrypto -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 OPENSSL_BUILD_PREFIX ?=
 OPENSSL_RUN_PREFIX ?=
 ifneq ($(OPENSSL_BUILD_PREFIX),)
-CFLAGS_TEST += -I$(OPENSSL_BUILD_PREFIX)/include
+# -isystem, as /usr/include is: -pedantic judges our header, not OpenSSL's (whose
+# sha.h uses `long long`, which C89 lacks).
+CFLAGS_TEST += -isystem $(OPENSSL_BUILD_PREFIX)/include
 LDLIBS_TEST := -L$(OPENSSL_BUILD_PREFIX)/lib $(LDLIBS_TEST)
 endif
 CTEST_ENV := $(if $(OPENSSL_RUN_PREFIX),env LD_LIBRARY_PATH=$(OPENSSL_RUN_PREFIX)/lib)
@@ -159,7 +161,7 @@ test-c: build
 	@mkdir -p $(CTEST_DIR)
 	$(CC) -std=c89 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c89.o
 	$(CC) -std=c99 -pedantic $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_c.o
-	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_cxx.o
+	$(CXX) -x c++ -std=c++11 $(filter-out -std=c99,$(CFLAGS_TEST)) -c tests/c/header_compiles.c -o $(CTEST_DIR)/header_cxx.o
 	@rm -rf $(CTEST_DIR)/pki && tests/c/make-pki.sh $(CTEST_DIR)/pki
 	$(CC) $(CFLAGS_TEST) -shared -fPIC tests/c/fake_openssl_version.c -o $(CTEST_DIR)/fake_openssl_version.so
 	@set -e; pass=0; fail=0; for src in tests/c/test_*.c; do \
