@@ -18,6 +18,8 @@ pub struct Goal {
     pub digits: usize,
     /// Appended to the value and the target ("" or "×").
     pub unit: &'static str,
+    /// The target as `Display` shows it ("≥ 1"), not as `Debug` does ("≥ 1.0").
+    pub display_target: bool,
 }
 
 impl Goal {
@@ -29,6 +31,7 @@ impl Goal {
             target,
             digits: 3,
             unit: "",
+            display_target: false,
         }
     }
 
@@ -36,6 +39,12 @@ impl Goal {
     pub fn shown(mut self, digits: usize, unit: &'static str) -> Goal {
         self.digits = digits;
         self.unit = unit;
+        self
+    }
+
+    /// Shows the target as `Display` does: "≥ 1", as group 3's rows always have.
+    pub fn display_target(mut self) -> Goal {
+        self.display_target = true;
         self
     }
 
@@ -56,7 +65,7 @@ impl Goal {
             Comparison::AtMost => "≤",
             Comparison::AtLeast => "≥",
         };
-        let target = if self.unit.is_empty() {
+        let target = if self.unit.is_empty() && !self.display_target {
             format!("{:?}", self.target)
         } else {
             format!("{}", self.target)
@@ -70,6 +79,15 @@ impl Goal {
             "| {group} | {} | {} | {} | {} |",
             self.label,
             self.value_text(),
+            self.goal_text(),
+            super::stats::verdict(self.met())
+        )
+    }
+
+    /// A table's goal cell: "≥ 0.97: met".
+    pub fn cell(&self) -> String {
+        format!(
+            "{}: {}",
             self.goal_text(),
             super::stats::verdict(self.met())
         )
