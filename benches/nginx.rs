@@ -9,16 +9,18 @@
 //! `cargo bench --bench nginx` writes `target/bench/group3.md` (see `KCT_BENCH_DIR`).
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does nothing.
 
-#[path = "support/pki.rs"]
-mod pki;
+#[path = "support/goal.rs"]
+mod goal;
 #[path = "support/stats.rs"]
 mod stats;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,133 +29,11 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 
-use pki::{KeyKind, Pki};
+use goal::{Comparison, Goal};
 use stats::{median, scaled, Table};
-
-const NGINX: &str = "/usr/sbin/nginx";
-const MODULES: &str = "/usr/lib/nginx/modules";
-const RESTY_CORE: &str = "/usr/share/lua/5.1";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn pem(cert: &X509) -> String {
-    String::from_utf8(cert.to_pem().unwrap()).unwrap()
-}
-
-fn key_pem(key: &PKey<Private>) -> Vec<u8> {
-    key.private_key_to_pem_pkcs8().unwrap()
-}
-
-// nginx ----------------------------------------------------------------------------------
-
-struct Nginx {
-    master: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(dir: &Path, conf: &str, ports: &[u16]) -> Result<Nginx, String> {
-        fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {NGINX}: {e}"))?;
-        let mut n = Nginx {
-            master: Some(child),
-            dir: dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for &port in ports {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Some(st) = n.master.as_mut().unwrap().try_wait().unwrap() {
-                    return Err(format!("nginx exited ({st}):\n{}", n.error_log()));
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("port {port} never opened:\n{}", n.error_log()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Ok(n)
-    }
-
-    fn error_log(&self) -> String {
-        fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-    }
-
-    /// The single worker's pid (a child of the master).
-    fn worker(&self) -> u32 {
-        let master = self.master.as_ref().unwrap().id();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let children = fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
-                .unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next() {
-                return pid.parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "no nginx worker");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let Some(mut child) = self.master.take() else {
-            return;
-        };
-        // SAFETY: kill(2) of our own child, the nginx master (it stops its worker).
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// `n` distinct ports free on 127.0.0.1 a moment ago.
-fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// (CPU time in ns from /proc/PID/schedstat, VmRSS kB, VmHWM kB) of `pid`.
-fn proc_usage(pid: u32) -> (f64, u64, u64) {
-    let sched = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
-    let cpu_ns: f64 = sched.split_whitespace().next().unwrap().parse().unwrap();
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb = |key: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (cpu_ns, kb("VmRSS:"), kb("VmHWM:"))
-}
-
-/// Resets the peak RSS (VmHWM) of `pid` to its current RSS; false when not permitted.
-fn reset_peak_rss(pid: u32) -> bool {
-    fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
+use support::nginx::{self, Discovery, Nginx, Ports, Setup};
+use support::pki::{key_pem, pem, KeyKind, Pki};
+use support::process::{reset_peak_rss, usage};
 
 // The load client --------------------------------------------------------------------
 
@@ -285,13 +165,164 @@ fn run_load(client: &Arc<Client>, port: u16, load: Load, dur: Duration, max_ops:
     ops as f64 / start.elapsed().as_secs_f64()
 }
 
-// Comparisons ------------------------------------------------------------------------
-
-struct Config {
-    label: &'static str,
-    port: u16,
+/// The clients of the three loads: each load has its own.
+struct Clients {
+    /// Presents a certificate issued directly by the CA.
+    mtls: Arc<Client>,
+    /// Presents leaf + 2 intermediates.
+    chain: Arc<Client>,
+    /// No certificate; offers h2 and http/1.1.
+    alpn: Arc<Client>,
 }
 
+impl Clients {
+    fn new(pki: &Pki) -> Clients {
+        let direct = &pki.direct_leaf;
+        let mtls = Client::new(Some((&direct.cert, &[], &direct.key)), false);
+        let chain = Client::new(Some((&pki.leaf.cert, &pki.chain(), &pki.leaf.key)), false);
+        Clients {
+            mtls: Arc::new(mtls),
+            chain: Arc::new(chain),
+            alpn: Arc::new(Client::new(None, true)),
+        }
+    }
+
+    fn for_load(&self, load: Load) -> &Arc<Client> {
+        match load {
+            Load::NewConnRequest => &self.mtls,
+            Load::KeepAlive => &self.chain,
+            Load::NewConnHandshake => &self.alpn,
+        }
+    }
+}
+
+// Comparisons ------------------------------------------------------------------------
+
+/// A ratio of two configurations of a comparison (indices into its `configs`).
+struct Ratio {
+    ours: usize,
+    base: usize,
+    /// Its row in the comparison's ratio table.
+    row: &'static str,
+    /// Its name on the console.
+    console: &'static str,
+    /// Its row in the instruction-count comparison (callgrind).
+    instr: &'static str,
+    /// The target (≥, on throughput) and the summary row's label; `None`: information.
+    goal: Option<(f64, &'static str)>,
+}
+
+/// One comparison of group 3: configurations served by the same nginx under one load.
+struct Spec {
+    /// "3a", on the console.
+    id: &'static str,
+    /// The section's heading (after "### ").
+    heading: String,
+    /// What is measured, on the console.
+    what: &'static str,
+    /// (label, port name) of each configuration.
+    configs: Vec<(&'static str, &'static str)>,
+    load: Load,
+    unit: &'static str,
+    cpu_unit: &'static str,
+    ratios: Vec<Ratio>,
+}
+
+/// 3a. New mTLS connections per second.
+fn mtls_spec() -> Spec {
+    Spec {
+        id: "3a",
+        heading: "3a. New mTLS connections per second (TLS 1.3, client presents a certificate issued by the CA, one request per connection)".into(),
+        what: "new mTLS conns/s",
+        configs: vec![
+            ("(a) static `ssl_verify_client optional_no_ca` + `ssl_client_certificate ca.pem`", "mtls_static"),
+            ("(b) `ngx.ssl.verify_client(ca, 0)` in `ssl_certificate_by_lua_block`", "mtls_verify_client"),
+            ("ours: `tls.request_client_certificate(ca)` in `ssl_certificate_by_lua_block`", "mtls_ours"),
+        ],
+        load: Load::NewConnRequest,
+        unit: "conns/s",
+        cpu_unit: "worker CPU / conn",
+        ratios: vec![
+            Ratio {
+                ours: 2,
+                base: 0,
+                row: "ours / (a)",
+                console: "ours / static optional_no_ca",
+                instr: "`request_client_certificate(ca)` vs (a) static `optional_no_ca`",
+                goal: Some((0.97, "new mTLS conns/s: `request_client_certificate(ca)` / static `optional_no_ca`")),
+            },
+            Ratio {
+                ours: 2,
+                base: 1,
+                row: "ours / (b)",
+                console: "ours / verify_client",
+                instr: "`request_client_certificate(ca)` vs (b) `ngx.ssl.verify_client(ca, 0)`",
+                goal: Some((1.0, "new mTLS conns/s: `request_client_certificate(ca)` / `ngx.ssl.verify_client(ca, 0)`")),
+            },
+        ],
+    }
+}
+
+/// 3b. Keep-alive requests per second reading the chain in the access phase.
+fn chain_spec() -> Spec {
+    Spec {
+        id: "3b",
+        heading: format!("3b. Keep-alive requests per second ({THREADS} connections, TLS 1.3, client sends leaf + 2 intermediates)"),
+        what: "keep-alive req/s",
+        configs: vec![
+            ("access phase reads nginx's `$ssl_client_raw_cert` (leaf only)", "chain_raw_cert"),
+            ("ours: access phase calls `tls.get_full_client_certificate_chain()` (leaf + 2 intermediates)", "chain_ours"),
+        ],
+        load: Load::KeepAlive,
+        unit: "req/s",
+        cpu_unit: "worker CPU / req",
+        ratios: vec![Ratio {
+            ours: 1,
+            base: 0,
+            row: "ours / raw_cert",
+            console: "get_full_client_certificate_chain / $ssl_client_raw_cert",
+            instr: "`get_full_client_certificate_chain()` vs `$ssl_client_raw_cert`",
+            goal: Some((0.98, "keep-alive req/s: `get_full_client_certificate_chain()` / `$ssl_client_raw_cert`")),
+        }],
+    }
+}
+
+/// 3c. New connections per second with `disable_http2_alpn` in the client hello phase.
+fn alpn_spec() -> Spec {
+    Spec {
+        id: "3c",
+        heading: "3c. New connections per second through the client hello phase (TLS 1.3, client offers h2 and http/1.1, handshake then close)".into(),
+        what: "new conns/s",
+        configs: vec![
+            ("no `ssl_client_hello_by_lua` (h2 negotiated)", "alpn_none"),
+            ("empty `ssl_client_hello_by_lua_block` (h2 negotiated)", "alpn_empty"),
+            ("ours: `tls.disable_http2_alpn()` in `ssl_client_hello_by_lua_block` (http/1.1 negotiated)", "alpn_ours"),
+        ],
+        load: Load::NewConnHandshake,
+        unit: "conns/s",
+        cpu_unit: "worker CPU / conn",
+        ratios: vec![
+            Ratio {
+                ours: 2,
+                base: 1,
+                row: "ours / empty block",
+                console: "disable_http2_alpn / empty client hello block",
+                instr: "`disable_http2_alpn()` vs empty client hello block",
+                goal: Some((0.97, "new conns/s: `disable_http2_alpn()` / empty client hello block")),
+            },
+            Ratio {
+                ours: 1,
+                base: 0,
+                row: "empty block / no handler (cost of the Lua phase, information)",
+                console: "empty block / no handler",
+                instr: "empty client hello block vs no handler (information)",
+                goal: None,
+            },
+        ],
+    }
+}
+
+#[derive(Default)]
 struct Measured {
     rates: Vec<f64>,
     cpu_per_op: Vec<f64>,
@@ -300,698 +331,158 @@ struct Measured {
     peak: u64,
 }
 
-/// Interleaves `configs` run by run, rotating the order each round.
+/// Interleaves the configurations on `ports` run by run, rotating the order each round.
 fn compare(
     worker: u32,
     client: &Arc<Client>,
-    configs: &[Config],
+    ports: &[u16],
     load: Load,
     rounds: usize,
     dur: Duration,
 ) -> Vec<Measured> {
     let max_ops = 200_000;
-    let mut out: Vec<Measured> = configs
-        .iter()
-        .map(|_| Measured {
-            rates: vec![],
-            cpu_per_op: vec![],
-            rss_before: 0,
-            rss_after: 0,
-            peak: 0,
-        })
-        .collect();
+    let mut out: Vec<Measured> = ports.iter().map(|_| Measured::default()).collect();
     // Warm-up (not counted): every configuration once, briefly.
-    for c in configs {
-        run_load(client, c.port, load, dur / 4, max_ops);
+    for &port in ports {
+        run_load(client, port, load, dur / 4, max_ops);
     }
     for round in 0..rounds {
-        for k in 0..configs.len() {
-            let i = (k + round) % configs.len();
+        for k in 0..ports.len() {
+            let i = (k + round) % ports.len();
             let can_reset = reset_peak_rss(worker);
-            let (cpu0, rss0, _) = proc_usage(worker);
+            let before = usage(worker);
             let t = Instant::now();
-            let rate = run_load(client, configs[i].port, load, dur, max_ops);
+            let rate = run_load(client, ports[i], load, dur, max_ops);
             let ops = rate * t.elapsed().as_secs_f64();
-            let (cpu1, rss1, hwm) = proc_usage(worker);
+            let after = usage(worker);
             let m = &mut out[i];
             if m.rates.is_empty() {
-                m.rss_before = rss0;
+                m.rss_before = before.rss_kb;
             }
             m.rates.push(rate);
-            m.cpu_per_op.push((cpu1 - cpu0) / ops);
-            m.rss_after = rss1;
-            m.peak = m.peak.max(if can_reset { hwm } else { rss1 });
+            m.cpu_per_op.push((after.cpu_ns - before.cpu_ns) / ops);
+            m.rss_after = after.rss_kb;
+            m.peak = m.peak.max(if can_reset {
+                after.peak_rss_kb
+            } else {
+                after.rss_kb
+            });
         }
     }
     out
 }
 
-fn main() {
-    if !stats::bench_mode() {
-        println!("nginx bench: runs only under `cargo bench` (make bench)");
-        return;
-    }
-    if let Err(e) = run() {
-        eprintln!("nginx bench failed: {e}");
-        std::process::exit(1);
-    }
-}
-
-fn run() -> Result<(), String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root().join(t) })
-        .unwrap_or_else(|| root().join("target"));
-    let lib = target.join("release/libkong_client_tls.so");
-    if !lib.is_file() {
-        return Err(format!("{} is missing (make build)", lib.display()));
-    }
-    for needed in [
-        format!("{MODULES}/ngx_http_lua_module.so"),
-        format!("{RESTY_CORE}/resty/core.lua"),
-        NGINX.to_string(),
-    ] {
-        if !Path::new(&needed).exists() {
-            return Err(format!("{needed} is missing (make deps)"));
-        }
-    }
-
-    let server = Pki::new("nginx bench server", KeyKind::EcdsaP256);
-    let client_pki = Pki::new("nginx bench client", KeyKind::EcdsaP256);
-    let dir = std::env::temp_dir().join(format!("kct-bench-nginx-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    struct Cleanup(PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
-    fs::write(dir.join("server.pem"), pem(&server.direct_leaf.cert)).unwrap();
-    fs::write(dir.join("server.key"), key_pem(&server.direct_leaf.key)).unwrap();
-    fs::write(dir.join("ca.pem"), pem(&client_pki.root.cert)).unwrap();
-
-    let names = [
-        "mtls_static",
-        "mtls_ours",
-        "mtls_verify_client",
-        "chain_raw_cert",
-        "chain_ours",
-        "alpn_none",
-        "alpn_empty",
-        "alpn_ours",
-    ];
-    let ports = free_ports(names.len());
-    let port = |name: &str| ports[names.iter().position(|n| *n == name).unwrap()];
-    let conf = nginx_conf(&dir, &lib, &|n| port(n));
-    // Profiling aid: write the config, certificates and client files, then stop.
-    if let Some(keep) = std::env::var_os("KCT_BENCH_NGINX_CONF_ONLY") {
-        let keep = PathBuf::from(keep);
-        fs::create_dir_all(&keep).unwrap();
-        for f in ["server.pem", "server.key", "ca.pem"] {
-            fs::copy(dir.join(f), keep.join(f)).unwrap();
-        }
-        let conf = nginx_conf(&keep, &lib, &|n| port(n));
-        fs::write(keep.join("nginx.conf"), conf).unwrap();
-        fs::write(keep.join("client.pem"), pem(&client_pki.direct_leaf.cert)).unwrap();
-        fs::write(
-            keep.join("client.key"),
-            key_pem(&client_pki.direct_leaf.key),
-        )
-        .unwrap();
-        let ports: Vec<String> = names.iter().map(|n| format!("{n}={}", port(n))).collect();
-        fs::write(keep.join("ports"), ports.join("\n") + "\n").unwrap();
-        println!("nginx bench: config written to {}", keep.display());
-        return Ok(());
-    }
-    let wait: Vec<u16> = names.iter().map(|n| port(n)).collect();
-    let nginx = Nginx::start(&dir, &conf, &wait)?;
-    let worker = nginx.worker();
-    let t0 = Instant::now();
-
-    let rounds = scaled(24);
-    let dur = Duration::from_secs_f64(0.7 * stats::scale().min(1.0));
-    let mut md = String::new();
-    let mut ok = true;
-    let mut summary: Vec<String> = vec![];
-    let mut sum = |what: &str, r: f64, goal: f64| {
-        summary.push(format!(
-            "| 3 | {what} | {r:.3} | ≥ {goal} | {} |",
-            stats::verdict(r >= goal)
-        ));
-    };
-
-    // 3a. New mTLS connections per second.
-    let mtls = Arc::new(Client::new(
-        Some((
-            &client_pki.direct_leaf.cert,
-            &[],
-            &client_pki.direct_leaf.key,
-        )),
-        false,
-    ));
-    let cfg = [
-        Config {
-            label:
-                "(a) static `ssl_verify_client optional_no_ca` + `ssl_client_certificate ca.pem`",
-            port: port("mtls_static"),
-        },
-        Config {
-            label: "(b) `ngx.ssl.verify_client(ca, 0)` in `ssl_certificate_by_lua_block`",
-            port: port("mtls_verify_client"),
-        },
-        Config {
-            label: "ours: `tls.request_client_certificate(ca)` in `ssl_certificate_by_lua_block`",
-            port: port("mtls_ours"),
-        },
-    ];
-    let m = compare(worker, &mtls, &cfg, Load::NewConnRequest, rounds, dur);
-    let r_a = paired_ratio(&m, 2, 0);
-    let r_b = paired_ratio(&m, 2, 1);
-    ok &= r_a >= 0.97 && r_b >= 1.0;
-    sum(
-        "new mTLS conns/s: `request_client_certificate(ca)` / static `optional_no_ca`",
-        r_a,
-        0.97,
-    );
-    sum(
-        "new mTLS conns/s: `request_client_certificate(ca)` / `ngx.ssl.verify_client(ca, 0)`",
-        r_b,
-        1.0,
-    );
-    println!(
-        "group 3a: new mTLS conns/s, ours / static optional_no_ca = {r_a:.3} (goal ≥ 0.97: {}), ours / verify_client = {r_b:.3} (goal ≥ 1.0: {})",
-        met(r_a >= 0.97),
-        met(r_b >= 1.0)
-    );
-    md.push_str("### 3a. New mTLS connections per second (TLS 1.3, client presents a certificate issued by the CA, one request per connection)\n\n");
-    md.push_str(&table(
-        &cfg,
-        &m,
-        "conns/s",
-        "worker CPU / conn",
-        &[(2, 0, 0.97, "ours / (a)"), (2, 1, 1.0, "ours / (b)")],
-    ));
-
-    // 3b. Keep-alive requests per second reading the chain in the access phase.
-    let chain_client = Arc::new(Client::new(
-        Some((
-            &client_pki.leaf.cert,
-            &[&client_pki.int2.cert, &client_pki.int1.cert],
-            &client_pki.leaf.key,
-        )),
-        false,
-    ));
-    let cfg = [
-        Config {
-            label: "access phase reads nginx's `$ssl_client_raw_cert` (leaf only)",
-            port: port("chain_raw_cert"),
-        },
-        Config {
-            label: "ours: access phase calls `tls.get_full_client_certificate_chain()` (leaf + 2 intermediates)",
-            port: port("chain_ours"),
-        },
-    ];
-    let m = compare(worker, &chain_client, &cfg, Load::KeepAlive, rounds, dur);
-    let r = paired_ratio(&m, 1, 0);
-    ok &= r >= 0.98;
-    sum(
-        "keep-alive req/s: `get_full_client_certificate_chain()` / `$ssl_client_raw_cert`",
-        r,
-        0.98,
-    );
-    println!(
-        "group 3b: keep-alive req/s, get_full_client_certificate_chain / $ssl_client_raw_cert = {r:.3} (goal ≥ 0.98: {})",
-        met(r >= 0.98)
-    );
-    md.push_str(&format!("\n### 3b. Keep-alive requests per second ({THREADS} connections, TLS 1.3, client sends leaf + 2 intermediates)\n\n"));
-    md.push_str(&table(
-        &cfg,
-        &m,
-        "req/s",
-        "worker CPU / req",
-        &[(1, 0, 0.98, "ours / raw_cert")],
-    ));
-
-    // 3c. New connections per second with disable_http2_alpn in the client hello phase.
-    let alpn_client = Arc::new(Client::new(None, true));
-    for (name, want) in [
-        ("alpn_none", &b"h2"[..]),
-        ("alpn_empty", b"h2"),
-        ("alpn_ours", b"http/1.1"),
-    ] {
-        let s = alpn_client.connect(port(name));
-        let got = s.ssl().selected_alpn_protocol().unwrap_or(b"");
-        if got != want {
-            return Err(format!(
-                "{name}: negotiated {:?}, expected {:?}",
-                String::from_utf8_lossy(got),
-                String::from_utf8_lossy(want)
-            ));
-        }
-    }
-    let cfg = vec![
-        Config {
-            label: "no `ssl_client_hello_by_lua` (h2 negotiated)",
-            port: port("alpn_none"),
-        },
-        Config {
-            label: "empty `ssl_client_hello_by_lua_block` (h2 negotiated)",
-            port: port("alpn_empty"),
-        },
-        Config {
-            label: "ours: `tls.disable_http2_alpn()` in `ssl_client_hello_by_lua_block` (http/1.1 negotiated)",
-            port: port("alpn_ours"),
-        },
-    ];
-    let m = compare(
-        worker,
-        &alpn_client,
-        &cfg,
-        Load::NewConnHandshake,
-        rounds,
-        dur,
-    );
-    md.push_str("\n### 3c. New connections per second through the client hello phase (TLS 1.3, client offers h2 and http/1.1, handshake then close)\n\n");
-    let r = paired_ratio(&m, 2, 1);
-    ok &= r >= 0.97;
-    sum(
-        "new conns/s: `disable_http2_alpn()` / empty client hello block",
-        r,
-        0.97,
-    );
-    println!(
-        "group 3c: new conns/s, disable_http2_alpn / empty client hello block = {r:.3} (goal ≥ 0.97: {}); empty block / no handler = {:.3}",
-        met(r >= 0.97),
-        paired_ratio(&m, 1, 0)
-    );
-    md.push_str(&table(
-        &cfg,
-        &m,
-        "conns/s",
-        "worker CPU / conn",
-        &[
-            (2, 1, 0.97, "ours / empty block"),
-            (
-                1,
-                0,
-                0.0,
-                "empty block / no handler (cost of the Lua phase, information)",
-            ),
-        ],
-    ));
-
-    md.push_str(&format!(
-        "\nEach configuration: {rounds} interleaved runs of {:.1} s from {THREADS} client threads (after one short warm-up run each); \
-         a round runs every configuration of the comparison once, in rotating order, and the goal is judged on the median \
-         of the per-round ratios (robust to the load of other processes drifting during the run); \
-         worker CPU is the nginx worker's on-CPU time (/proc/PID/schedstat, ns) during the run divided by the operations of the run. \
-         RSS: the worker's VmRSS before its first run and after its last run, and the highest VmHWM seen \
-         during its runs (reset before each run through /proc/PID/clear_refs).\n",
-        dur.as_secs_f64()
-    ));
-    let log = nginx.error_log();
-    drop(nginx);
-
-    // The same comparisons counted in instructions by callgrind (immune to noise).
-    if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() {
-        let cports = free_ports(names.len());
-        let cport = |name: &str| cports[names.iter().position(|n| *n == name).unwrap()];
-        let conf = nginx_conf(&dir, &lib, &|n| cport(n));
-        let n_conn = scaled(60);
-        let n_req = scaled(1500);
-        let mut runs = vec![];
-        for (label, load, client, ops) in [
-            ("mtls_static", Load::NewConnRequest, &*mtls, n_conn),
-            ("mtls_verify_client", Load::NewConnRequest, &*mtls, n_conn),
-            ("mtls_ours", Load::NewConnRequest, &*mtls, n_conn),
-            ("chain_raw_cert", Load::KeepAlive, &*chain_client, n_req),
-            ("chain_ours", Load::KeepAlive, &*chain_client, n_req),
-            ("alpn_none", Load::NewConnHandshake, &*alpn_client, n_conn),
-            ("alpn_empty", Load::NewConnHandshake, &*alpn_client, n_conn),
-            ("alpn_ours", Load::NewConnHandshake, &*alpn_client, n_conn),
-        ] {
-            runs.push(Counted {
-                label,
-                port: cport(label),
-                load,
-                client,
-                ops,
-            });
-        }
-        let t = Instant::now();
-        md.push_str("\n### Instructions executed by the nginx worker (callgrind)\n\n");
-        match count_instructions(&dir, &conf, &cports, &runs) {
-            Ok(per_op) => {
-                let get = |l: &str| per_op[runs.iter().position(|r| r.label == l).unwrap()];
-                let mut t1 = Table::new(&[
-                    "configuration",
-                    "operation",
-                    "operations counted (2 passes)",
-                    "instructions / operation",
-                ]);
-                for (r, v) in runs.iter().zip(&per_op) {
-                    t1.row(&[
-                        format!("`{}`", r.label),
-                        match r.load {
-                            Load::NewConnRequest => "new mTLS connection + 1 request",
-                            Load::NewConnHandshake => "new connection, handshake only",
-                            Load::KeepAlive => "request on a kept-alive connection",
-                        }
-                        .to_string(),
-                        format!("2 × {}", r.ops),
-                        format!("{v:.0}"),
-                    ]);
-                }
-                let mut t2 = Table::new(&[
-                    "comparison",
-                    "instructions ours / baseline",
-                    "throughput bound baseline / ours",
-                    "goal (throughput)",
-                ]);
-                for (what, ours, base, goal) in [
-                    (
-                        "`request_client_certificate(ca)` vs (a) static `optional_no_ca`",
-                        "mtls_ours",
-                        "mtls_static",
-                        0.97,
-                    ),
-                    (
-                        "`request_client_certificate(ca)` vs (b) `ngx.ssl.verify_client(ca, 0)`",
-                        "mtls_ours",
-                        "mtls_verify_client",
-                        1.0,
-                    ),
-                    (
-                        "`get_full_client_certificate_chain()` vs `$ssl_client_raw_cert`",
-                        "chain_ours",
-                        "chain_raw_cert",
-                        0.98,
-                    ),
-                    (
-                        "`disable_http2_alpn()` vs empty client hello block",
-                        "alpn_ours",
-                        "alpn_empty",
-                        0.97,
-                    ),
-                    (
-                        "empty client hello block vs no handler (information)",
-                        "alpn_empty",
-                        "alpn_none",
-                        0.0,
-                    ),
-                ] {
-                    let r = get(ours) / get(base);
-                    let inv = 1.0 / r;
-                    println!("group 3 (nginx worker instructions): {what}: ours/baseline {r:.4}");
-                    t2.row(&[
-                        what.to_string(),
-                        format!("{r:.4}"),
-                        format!("{inv:.4}"),
-                        if goal > 0.0 {
-                            format!("≥ {goal}: {}", stats::verdict(inv >= goal))
-                        } else {
-                            "—".into()
-                        },
-                    ]);
-                    if goal > 0.0 {
-                        summary.push(format!(
-                            "| 3 | {what} (nginx worker instructions per operation, callgrind; throughput bound = baseline/ours) | {inv:.4} | ≥ {goal} | {} |",
-                            stats::verdict(inv >= goal)
-                        ));
-                    }
-                }
-                md.push_str(&format!(
-                    "The same configurations served by one nginx process (no master) run under \
-                     `valgrind --tool=callgrind` with instrumentation off; for each configuration it is \
-                     switched on, the operations are made one at a time by the same client, and the \
-                     counters are dumped; all configurations run once forward and once in reverse \
-                     order (after an uncounted warm-up), and the two counts are added. Instructions are what the CPU must execute, so \
-                     baseline/ours bounds the throughput ratio a CPU-bound worker can reach.\n\n{}\n{}",
-                    t1.text, t2.text
-                ));
-            }
-            Err(e) => {
-                println!("group 3 (callgrind): not measured: {e}");
-                md.push_str(&format!("Not measured: {e}.\n"));
-            }
-        }
-        println!("nginx under callgrind: {:.0} s", t.elapsed().as_secs_f64());
-    }
-    let bad: Vec<&str> = log
-        .lines()
-        .filter(|l| {
-            ["[alert]", "[crit]", "[emerg]", "[error]", "signal"]
-                .iter()
-                .any(|b| l.contains(b))
-        })
-        .take(5)
-        .collect();
-    if !bad.is_empty() {
-        md.push_str(&format!(
-            "\nnginx error log (first lines):\n\n```\n{}\n```\n",
-            bad.join("\n")
-        ));
-        println!("nginx logged errors:\n{}", bad.join("\n"));
-    }
-    let dirout = stats::out_dir();
-    fs::write(dirout.join("group3.md"), md).unwrap();
-    fs::write(dirout.join("summary-nginx.md"), summary.join("\n") + "\n").unwrap();
-    fs::write(dirout.join("nginx.status"), format!("group3={ok}\n")).unwrap();
-    println!("nginx bench: {:.0} s", t0.elapsed().as_secs_f64());
-    Ok(())
+/// The per-round ratios of `m[a]`'s rate to `m[b]`'s.
+fn per_round(m: &[Measured], a: usize, b: usize) -> Vec<f64> {
+    m[a].rates
+        .iter()
+        .zip(&m[b].rates)
+        .map(|(x, y)| x / y)
+        .collect()
 }
 
 /// The median over rounds of `m[a]`'s rate divided by `m[b]`'s in the same round.
 fn paired_ratio(m: &[Measured], a: usize, b: usize) -> f64 {
-    let per_round: Vec<f64> = m[a]
-        .rates
-        .iter()
-        .zip(&m[b].rates)
-        .map(|(x, y)| x / y)
-        .collect();
-    median(&per_round)
+    median(&per_round(m, a, b))
 }
 
-/// One configuration counted under callgrind: label, port, load, client, operations.
-struct Counted<'a> {
-    label: &'a str,
-    port: u16,
-    load: Load,
-    client: &'a Client,
-    ops: usize,
+// Prepare ----------------------------------------------------------------------------
+
+/// The nginx of the rate comparisons, and the one under callgrind.
+const NAME: &str = "bench";
+const CALLGRIND_NAME: &str = "bench-callgrind";
+
+/// The main context of the measured nginx: a master and one worker.
+const MAIN: &str = "master_process on;\nworker_processes 1;";
+
+/// The ports of every configuration, named as in [`servers`].
+const PORTS: [&str; 8] = [
+    "mtls_static",
+    "mtls_ours",
+    "mtls_verify_client",
+    "chain_raw_cert",
+    "chain_ours",
+    "alpn_none",
+    "alpn_empty",
+    "alpn_ours",
+];
+
+type Files = Vec<(&'static str, Vec<u8>)>;
+
+/// What every measurement uses: the server's files and the clients.
+struct Bench {
+    client_pki: Pki,
+    files: Files,
+    clients: Clients,
 }
 
-/// Runs a second nginx (no master: the one process is the worker) under callgrind with
-/// instrumentation off; for each of `runs`, turns it on, performs the operations one by
-/// one, dumps the counters and turns it off. Returns instructions per operation per
-/// label, or why it could not.
-fn count_instructions(
-    dir: &Path,
-    conf: &str,
-    ports: &[u16],
-    runs: &[Counted],
-) -> Result<Vec<f64>, String> {
-    let conf = conf.replace("master_process on;", "master_process off;");
-    let cgdir = stats::out_dir().join("callgrind");
-    fs::create_dir_all(&cgdir).unwrap();
-    let out = cgdir.join("nginx.out");
-    for e in fs::read_dir(&cgdir).unwrap().flatten() {
-        if e.file_name().to_string_lossy().starts_with("nginx.out") {
-            let _ = fs::remove_file(e.path());
+impl Bench {
+    fn prepare() -> Bench {
+        let server = Pki::with_intermediates("nginx bench server", KeyKind::EcdsaP256, 2);
+        let client_pki = Pki::with_intermediates("nginx bench client", KeyKind::EcdsaP256, 2);
+        let files = vec![
+            ("server.pem", pem(&server.direct_leaf.cert).into_bytes()),
+            ("server.key", key_pem(&server.direct_leaf.key)),
+            ("ca.pem", pem(&client_pki.root.cert).into_bytes()),
+        ];
+        let clients = Clients::new(&client_pki);
+        Bench {
+            client_pki,
+            files,
+            clients,
         }
-    }
-    fs::write(dir.join("nginx-cg.conf"), conf).unwrap();
-    let child = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg("--instr-atstart=no")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(NGINX)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx-cg.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run valgrind: {e}"))?;
-    let pid = child.id();
-    // Reuses Nginx's stop-on-drop (SIGTERM, then SIGKILL) for the valgrind process.
-    let guard = Nginx {
-        master: Some(child),
-        dir: dir.to_path_buf(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for &port in ports {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("nginx under valgrind never opened port {port}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let control = |args: &[&str]| -> Result<(), String> {
-        let st = Command::new("callgrind_control")
-            .args(args)
-            .arg(pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| format!("callgrind_control: {e}"))?;
-        if st.success() {
-            Ok(())
-        } else {
-            Err(format!("callgrind_control {args:?} failed"))
-        }
-    };
-    let mut buf = Vec::with_capacity(8192);
-    // Warm-up, not counted: lazy initialisations must not land on the first configuration.
-    for r in runs {
-        let mut keep = None;
-        for _ in 0..3 {
-            one_op(r.client, r.port, r.load, &mut buf, &mut keep);
-        }
-    }
-    // Two passes, forward then backward, so that no configuration always runs on the
-    // heap and caches its predecessor left; the two dumps of each are added.
-    let order: Vec<usize> = (0..runs.len()).chain((0..runs.len()).rev()).collect();
-    for (k, &i) in order.iter().enumerate() {
-        let r = &runs[i];
-        let mut keep = None;
-        if r.load == Load::KeepAlive {
-            // The connection's handshake and first request are not counted.
-            one_op(r.client, r.port, r.load, &mut buf, &mut keep);
-        }
-        control(&["-i", "on"])?;
-        control(&["-z"])?;
-        for _ in 0..r.ops {
-            one_op(r.client, r.port, r.load, &mut buf, &mut keep);
-        }
-        control(&["-d", &format!("{}#{}", r.label, k / runs.len())])?;
-        control(&["-i", "off"])?;
-        drop(keep);
-    }
-    drop(guard);
-    // Each dump is `nginx.out.N`, its "desc: Trigger: dump LABEL" naming the run.
-    let mut totals = vec![(0.0f64, 0usize); runs.len()];
-    for e in fs::read_dir(&cgdir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !name.starts_with("nginx.out.") {
-            continue;
-        }
-        let text = fs::read_to_string(e.path()).unwrap_or_default();
-        let label = text
-            .lines()
-            .find_map(|l| l.strip_prefix("desc: Trigger: Client Request: dump "))
-            .or_else(|| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("desc: Trigger: dump "))
-            })
-            .unwrap_or("")
-            .trim()
-            .split('#')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let total: Option<f64> = text
-            .lines()
-            .find_map(|l| l.strip_prefix("summary: "))
-            .and_then(|v| v.trim().parse().ok());
-        if let (Some(i), Some(t)) = (runs.iter().position(|r| r.label == label), total) {
-            totals[i].0 += t;
-            totals[i].1 += 1;
-        }
-    }
-    if totals.iter().any(|t| t.1 != 2) {
-        return Err("some callgrind dumps are missing".into());
-    }
-    Ok(totals
-        .iter()
-        .zip(runs)
-        .map(|(t, r)| t.0 / (2 * r.ops) as f64)
-        .collect())
-}
-
-fn met(b: bool) -> &'static str {
-    if b {
-        "met"
-    } else {
-        "MISSED"
     }
 }
 
-/// The table of one comparison; `ratios` are (numerator, denominator, goal, label).
-fn table(
-    cfg: &[Config],
-    m: &[Measured],
-    unit: &str,
-    cpu_unit: &str,
-    ratios: &[(usize, usize, f64, &str)],
-) -> String {
-    let mut t = Table::new(&[
-        "configuration",
-        &format!("median {unit}"),
-        "p25–p75",
-        &format!("median {cpu_unit}"),
-        "worker RSS before → after (peak)",
-    ]);
-    for (c, m) in cfg.iter().zip(m) {
-        t.row(&[
-            c.label.to_string(),
-            format!("{:.0}", median(&m.rates)),
-            stats::iqr(&m.rates, &|x| format!("{x:.0}")),
-            stats::fmt_us(median(&m.cpu_per_op)),
-            format!(
-                "{:.1} → {:.1} MiB ({:.1} MiB)",
-                m.rss_before as f64 / 1024.0,
-                m.rss_after as f64 / 1024.0,
-                m.peak as f64 / 1024.0
-            ),
-        ]);
-    }
-    let mut r = Table::new(&[
-        "ratio",
-        &format!("{unit}: median of per-round ratios"),
-        "per-round ratio p25–p75",
-        &format!("{cpu_unit} (medians, inverse)"),
-        "goal",
-    ]);
-    for &(a, b, goal, label) in ratios {
-        let ra = paired_ratio(m, a, b);
-        let per_round: Vec<f64> = m[a]
-            .rates
-            .iter()
-            .zip(&m[b].rates)
-            .map(|(x, y)| x / y)
-            .collect();
-        let cpu = median(&m[b].cpu_per_op) / median(&m[a].cpu_per_op);
-        r.row(&[
-            label.to_string(),
-            format!("{ra:.3}"),
-            stats::iqr(&per_round, &|x| format!("{x:.3}")),
-            format!("{cpu:.3}"),
-            if goal > 0.0 {
-                format!("≥ {goal}: {}", stats::verdict(ra >= goal))
-            } else {
-                "—".to_string()
-            },
-        ]);
-    }
-    format!("{}\n{}", t.text, r.text)
+/// The body of `init_by_lua_block` for an nginx whose files are in `dir`.
+fn init_lua(dir: &Path) -> String {
+    format!(
+        r#"        TLS = require "kong_client_tls"
+        SSL = require "ngx.ssl"
+        local f = assert(io.open("{}/ca.pem"))
+        CA = assert(SSL.parse_pem_cert(f:read("*a")))
+        f:close()"#,
+        dir.display()
+    )
 }
 
-fn nginx_conf(dir: &Path, lib: &Path, port: &dyn Fn(&str) -> u16) -> String {
+/// The bench's nginx setup: the library found through `KONG_CLIENT_TLS_LIB`.
+fn bench_setup<'a>(main: &'a str, init_lua: &'a str) -> Setup<'a> {
+    Setup {
+        discovery: Discovery::Env,
+        main,
+        init_lua: Some(init_lua),
+        log_level: "warn",
+        worker_connections: 1024,
+        ..Setup::default()
+    }
+}
+
+/// Profiling aid (`KCT_BENCH_NGINX_CONF_ONLY`): the config, certificates, client files
+/// and ports in `keep`, to run nginx by hand.
+fn write_conf_only(keep: &Path, bench: &Bench) {
+    fs::create_dir_all(keep.join("logs")).unwrap();
+    for (name, data) in &bench.files {
+        fs::write(keep.join(name), data).unwrap();
+    }
+    let ports = Ports::free(&PORTS);
+    let init = init_lua(keep);
+    let conf = nginx::config(keep, &bench_setup(MAIN, &init), &servers(keep, &ports));
+    fs::write(keep.join("nginx.conf"), conf).unwrap();
+    let client = &bench.client_pki.direct_leaf;
+    fs::write(keep.join("client.pem"), pem(&client.cert)).unwrap();
+    fs::write(keep.join("client.key"), key_pem(&client.key)).unwrap();
+    let ports: Vec<String> = ports.iter().map(|(n, p)| format!("{n}={p}")).collect();
+    fs::write(keep.join("ports"), ports.join("\n") + "\n").unwrap();
+}
+
+/// Every configuration's `server {}` block, files in `dir`, on `ports`.
+fn servers(dir: &Path, ports: &Ports) -> String {
     let d = dir.display();
-    let root = root().display();
-    let lib = lib.display();
     let tls = |p: &str, extra: &str| {
         format!(
             "    server {{\n        listen 127.0.0.1:{} ssl{extra};\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {d}/server.pem;\n        ssl_certificate_key {d}/server.key;\n        keepalive_requests 1000000;\n",
-            port(p)
+            ports.get(p)
         )
     };
     let ok = "        location / { return 200 \"ok\\n\"; }\n    }\n";
@@ -1035,40 +526,517 @@ fn nginx_conf(dir: &Path, lib: &Path, port: &dyn Fn(&str) -> u16) -> String {
     servers += &tls("alpn_ours", " http2");
     servers += "        ssl_client_hello_by_lua_block {\n            local ok, err = TLS.disable_http2_alpn()\n            if not ok then ngx.log(ngx.ERR, err) return ngx.exit(ngx.ERROR) end\n        }\n";
     servers += ok;
+    servers
+}
+
+/// Starts the nginx named `name` serving every configuration.
+fn start(name: &str, setup: &Setup, files: &Files) -> Result<Nginx, String> {
+    let dir = nginx::temp_dir(name);
+    Nginx::try_start_with(name, setup, &PORTS, files, &|p| servers(&dir, p))
+}
+
+/// 3c's configurations negotiate what their labels say.
+fn check_alpn(client: &Client, nginx: &Nginx) -> Result<(), String> {
+    for (name, want) in [
+        ("alpn_none", &b"h2"[..]),
+        ("alpn_empty", b"h2"),
+        ("alpn_ours", b"http/1.1"),
+    ] {
+        let s = client.connect(nginx.port(name));
+        let got = s.ssl().selected_alpn_protocol().unwrap_or(b"");
+        if got != want {
+            return Err(format!(
+                "{name}: negotiated {:?}, expected {:?}",
+                String::from_utf8_lossy(got),
+                String::from_utf8_lossy(want)
+            ));
+        }
+    }
+    Ok(())
+}
+
+// Measure: rates ---------------------------------------------------------------------
+
+/// The rate comparisons: per spec, per configuration.
+struct Rates {
+    measured: Vec<Vec<Measured>>,
+    rounds: usize,
+    dur: Duration,
+    /// nginx's error log afterwards.
+    log: String,
+}
+
+fn measure_rates(bench: &Bench, specs: &[Spec]) -> Result<Rates, String> {
+    let init = init_lua(&nginx::temp_dir(NAME));
+    let nginx = start(NAME, &bench_setup(MAIN, &init), &bench.files)?;
+    check_alpn(&bench.clients.alpn, &nginx)?;
+    let worker = nginx.worker();
+    let rounds = scaled(24);
+    let dur = Duration::from_secs_f64(0.7 * stats::scale().min(1.0));
+    let measured = specs
+        .iter()
+        .map(|s| {
+            let ports: Vec<u16> = s.configs.iter().map(|c| nginx.port(c.1)).collect();
+            let client = bench.clients.for_load(s.load);
+            compare(worker, client, &ports, s.load, rounds, dur)
+        })
+        .collect();
+    Ok(Rates {
+        measured,
+        rounds,
+        dur,
+        log: nginx.error_log(),
+    })
+}
+
+// Judge and report: rates ------------------------------------------------------------
+
+/// The goals of a comparison's ratios (`None`: information only).
+fn rate_goals(spec: &Spec, m: &[Measured]) -> Vec<Option<Goal>> {
+    let goal = |r: &Ratio| {
+        let (target, label) = r.goal?;
+        let value = paired_ratio(m, r.ours, r.base);
+        Some(Goal::new(label, value, Comparison::AtLeast, target).display_target())
+    };
+    spec.ratios.iter().map(goal).collect()
+}
+
+/// The comparison's console line.
+fn rate_console(spec: &Spec, m: &[Measured], goals: &[Option<Goal>]) -> String {
+    let mut judged = vec![];
+    let mut info = String::new();
+    for (r, g) in spec.ratios.iter().zip(goals) {
+        match g {
+            Some(g) => judged.push(format!(
+                "{} = {} (goal {}: {})",
+                r.console,
+                g.value_text(),
+                g.goal_text(),
+                g.console_verdict()
+            )),
+            None => {
+                let v = paired_ratio(m, r.ours, r.base);
+                info += &format!("; {} = {v:.3}", r.console);
+            }
+        }
+    }
     format!(
-        r#"# Generated by benches/nginx.rs (make bench).
-load_module {MODULES}/ndk_http_module.so;
-load_module {MODULES}/ngx_http_lua_module.so;
-env KONG_CLIENT_TLS_LIB={lib};
-
-daemon off;
-master_process on;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    lua_package_path "{root}/lua/?.lua;{RESTY_CORE}/?.lua;;";
-
-    init_by_lua_block {{
-        TLS = require "kong_client_tls"
-        SSL = require "ngx.ssl"
-        local f = assert(io.open("{d}/ca.pem"))
-        CA = assert(SSL.parse_pem_cert(f:read("*a")))
-        f:close()
-    }}
-
-{servers}}}
-"#
+        "group {}: {}, {}{info}",
+        spec.id,
+        spec.what,
+        judged.join(", ")
     )
+}
+
+/// The comparison's tables: its configurations, then its ratios.
+fn rate_tables(spec: &Spec, m: &[Measured], goals: &[Option<Goal>]) -> String {
+    let (unit, cpu_unit) = (spec.unit, spec.cpu_unit);
+    let mut t = Table::new(&[
+        "configuration",
+        &format!("median {unit}"),
+        "p25–p75",
+        &format!("median {cpu_unit}"),
+        "worker RSS before → after (peak)",
+    ]);
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    for (c, m) in spec.configs.iter().zip(m) {
+        t.row(&[
+            c.0.to_string(),
+            format!("{:.0}", median(&m.rates)),
+            stats::iqr(&m.rates, &|x| format!("{x:.0}")),
+            stats::fmt_us(median(&m.cpu_per_op)),
+            format!(
+                "{:.1} → {:.1} MiB ({:.1} MiB)",
+                mib(m.rss_before),
+                mib(m.rss_after),
+                mib(m.peak)
+            ),
+        ]);
+    }
+    let mut r = Table::new(&[
+        "ratio",
+        &format!("{unit}: median of per-round ratios"),
+        "per-round ratio p25–p75",
+        &format!("{cpu_unit} (medians, inverse)"),
+        "goal",
+    ]);
+    for (ratio, g) in spec.ratios.iter().zip(goals) {
+        let (a, b) = (ratio.ours, ratio.base);
+        let cpu = median(&m[b].cpu_per_op) / median(&m[a].cpu_per_op);
+        r.row(&[
+            ratio.row.to_string(),
+            format!("{:.3}", paired_ratio(m, a, b)),
+            stats::iqr(&per_round(m, a, b), &|x| format!("{x:.3}")),
+            format!("{cpu:.3}"),
+            g.as_ref().map_or("—".to_string(), Goal::cell),
+        ]);
+    }
+    format!("{}\n{}", t.text, r.text)
+}
+
+/// What group 3 writes: group3.md, the summary rows, and whether the goals were met.
+struct Report {
+    md: String,
+    summary: Vec<String>,
+    ok: bool,
+}
+
+/// Judges and reports every rate comparison, then how they were made.
+fn report_rates(specs: &[Spec], rates: &Rates, out: &mut Report) {
+    for (i, (spec, m)) in specs.iter().zip(&rates.measured).enumerate() {
+        let goals = rate_goals(spec, m);
+        println!("{}", rate_console(spec, m, &goals));
+        if i > 0 {
+            out.md.push('\n');
+        }
+        out.md += &format!("### {}\n\n", spec.heading);
+        out.md += &rate_tables(spec, m, &goals);
+        for g in goals.iter().flatten() {
+            out.ok &= g.met();
+            out.summary.push(g.summary_row("3"));
+        }
+    }
+    out.md += &format!(
+        "\nEach configuration: {} interleaved runs of {:.1} s from {THREADS} client threads (after one short warm-up run each); \
+         a round runs every configuration of the comparison once, in rotating order, and the goal is judged on the median \
+         of the per-round ratios (robust to the load of other processes drifting during the run); \
+         worker CPU is the nginx worker's on-CPU time (/proc/PID/schedstat, ns) during the run divided by the operations of the run. \
+         RSS: the worker's VmRSS before its first run and after its last run, and the highest VmHWM seen \
+         during its runs (reset before each run through /proc/PID/clear_refs).\n",
+        rates.rounds,
+        rates.dur.as_secs_f64()
+    );
+}
+
+// Measure: instructions (callgrind) --------------------------------------------------
+
+/// One configuration counted under callgrind: its port's name, load, client, operations.
+struct Counted<'a> {
+    label: &'static str,
+    load: Load,
+    client: &'a Client,
+    ops: usize,
+}
+
+/// Every configuration of `specs`, in their order.
+fn counted<'a>(specs: &[Spec], clients: &'a Clients) -> Vec<Counted<'a>> {
+    let (n_conn, n_req) = (scaled(60), scaled(1500));
+    let mut runs = vec![];
+    for s in specs {
+        for &(_, label) in &s.configs {
+            runs.push(Counted {
+                label,
+                load: s.load,
+                client: clients.for_load(s.load),
+                ops: if s.load == Load::KeepAlive {
+                    n_req
+                } else {
+                    n_conn
+                },
+            });
+        }
+    }
+    runs
+}
+
+/// `<bench dir>/callgrind`, emptied of earlier nginx dumps.
+fn callgrind_dir() -> PathBuf {
+    let dir = stats::out_dir().join("callgrind");
+    fs::create_dir_all(&dir).unwrap();
+    for e in fs::read_dir(&dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("nginx.out") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    dir
+}
+
+/// Runs a second nginx (no master: the one process is the worker) under callgrind with
+/// instrumentation off; for each of `runs`, turns it on, performs the operations one by
+/// one, dumps the counters and turns it off. Returns instructions per operation per
+/// run, or why it could not.
+fn count_instructions(files: &Files, runs: &[Counted]) -> Result<Vec<f64>, String> {
+    Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    let dir = callgrind_dir();
+    let out = format!("--callgrind-out-file={}", dir.join("nginx.out").display());
+    let init = init_lua(&nginx::temp_dir(CALLGRIND_NAME));
+    let setup = Setup {
+        wrapper: &["valgrind", "--tool=callgrind", "--instr-atstart=no", &out],
+        start_timeout: Duration::from_secs(120),
+        ..bench_setup("", &init)
+    };
+    let nginx = start(CALLGRIND_NAME, &setup, files).map_err(|log| {
+        let first = log.lines().next().unwrap_or("");
+        format!("nginx under valgrind did not start {first}")
+    })?;
+    count_passes(&nginx, runs)?;
+    drop(nginx);
+    read_dumps(&dir, runs)
+}
+
+/// `callgrind_control ARGS PID`.
+fn callgrind_control(pid: u32, args: &[&str]) -> Result<(), String> {
+    let st = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("callgrind_control: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("callgrind_control {args:?} failed"))
+    }
+}
+
+/// The counted runs: an uncounted warm-up, then every run forward and backward, each
+/// dumped as `LABEL#PASS`.
+fn count_passes(nginx: &Nginx, runs: &[Counted]) -> Result<(), String> {
+    let control = |args: &[&str]| callgrind_control(nginx.pid(), args);
+    let mut buf = Vec::with_capacity(8192);
+    // Warm-up, not counted: lazy initialisations must not land on the first configuration.
+    for r in runs {
+        let mut keep = None;
+        for _ in 0..3 {
+            one_op(r.client, nginx.port(r.label), r.load, &mut buf, &mut keep);
+        }
+    }
+    // Two passes, forward then backward, so that no configuration always runs on the
+    // heap and caches its predecessor left; the two dumps of each are added.
+    let order: Vec<usize> = (0..runs.len()).chain((0..runs.len()).rev()).collect();
+    for (k, &i) in order.iter().enumerate() {
+        let r = &runs[i];
+        let port = nginx.port(r.label);
+        let mut keep = None;
+        if r.load == Load::KeepAlive {
+            // The connection's handshake and first request are not counted.
+            one_op(r.client, port, r.load, &mut buf, &mut keep);
+        }
+        control(&["-i", "on"])?;
+        control(&["-z"])?;
+        for _ in 0..r.ops {
+            one_op(r.client, port, r.load, &mut buf, &mut keep);
+        }
+        control(&["-d", &format!("{}#{}", r.label, k / runs.len())])?;
+        control(&["-i", "off"])?;
+    }
+    Ok(())
+}
+
+/// The label and instruction total of one dump (`desc: Trigger: dump LABEL#PASS`).
+fn parse_dump(text: &str) -> (String, Option<f64>) {
+    let label = text
+        .lines()
+        .find_map(|l| l.strip_prefix("desc: Trigger: Client Request: dump "))
+        .or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("desc: Trigger: dump "))
+        })
+        .unwrap_or("")
+        .trim()
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .and_then(|v| v.trim().parse().ok());
+    (label, total)
+}
+
+/// Instructions per operation of each run, from the dumps `nginx.out.N` in `dir`.
+fn read_dumps(dir: &Path, runs: &[Counted]) -> Result<Vec<f64>, String> {
+    let mut totals = vec![(0.0f64, 0usize); runs.len()];
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        if !e.file_name().to_string_lossy().starts_with("nginx.out.") {
+            continue;
+        }
+        let (label, total) = parse_dump(&fs::read_to_string(e.path()).unwrap_or_default());
+        if let (Some(i), Some(t)) = (runs.iter().position(|r| r.label == label), total) {
+            totals[i].0 += t;
+            totals[i].1 += 1;
+        }
+    }
+    if totals.iter().any(|t| t.1 != 2) {
+        return Err("some callgrind dumps are missing".into());
+    }
+    Ok(totals
+        .iter()
+        .zip(runs)
+        .map(|(t, r)| t.0 / (2 * r.ops) as f64)
+        .collect())
+}
+
+// Judge and report: instructions -----------------------------------------------------
+
+/// One instruction-count comparison: ours / baseline, judged on its inverse.
+struct InstrRatio {
+    what: &'static str,
+    ours_over_base: f64,
+    goal: Option<Goal>,
+}
+
+fn instr_goals(specs: &[Spec], runs: &[Counted], per_op: &[f64]) -> Vec<InstrRatio> {
+    let get = |l: &str| per_op[runs.iter().position(|r| r.label == l).unwrap()];
+    let mut out = vec![];
+    for s in specs {
+        for r in &s.ratios {
+            let ours_over_base = get(s.configs[r.ours].1) / get(s.configs[r.base].1);
+            let goal = r.goal.map(|(target, _)| {
+                let label = format!("{} (nginx worker instructions per operation, callgrind; throughput bound = baseline/ours)", r.instr);
+                Goal::new(label, 1.0 / ours_over_base, Comparison::AtLeast, target)
+                    .shown(4, "")
+                    .display_target()
+            });
+            out.push(InstrRatio {
+                what: r.instr,
+                ours_over_base,
+                goal,
+            });
+        }
+    }
+    out
+}
+
+fn instr_tables(runs: &[Counted], per_op: &[f64], ratios: &[InstrRatio]) -> String {
+    let mut t1 = Table::new(&[
+        "configuration",
+        "operation",
+        "operations counted (2 passes)",
+        "instructions / operation",
+    ]);
+    for (r, v) in runs.iter().zip(per_op) {
+        let operation = match r.load {
+            Load::NewConnRequest => "new mTLS connection + 1 request",
+            Load::NewConnHandshake => "new connection, handshake only",
+            Load::KeepAlive => "request on a kept-alive connection",
+        };
+        t1.row(&[
+            format!("`{}`", r.label),
+            operation.to_string(),
+            format!("2 × {}", r.ops),
+            format!("{v:.0}"),
+        ]);
+    }
+    let mut t2 = Table::new(&[
+        "comparison",
+        "instructions ours / baseline",
+        "throughput bound baseline / ours",
+        "goal (throughput)",
+    ]);
+    for c in ratios {
+        t2.row(&[
+            c.what.to_string(),
+            format!("{:.4}", c.ours_over_base),
+            format!("{:.4}", 1.0 / c.ours_over_base),
+            c.goal.as_ref().map_or("—".to_string(), Goal::cell),
+        ]);
+    }
+    format!(
+        "The same configurations served by one nginx process (no master) run under \
+         `valgrind --tool=callgrind` with instrumentation off; for each configuration it is \
+         switched on, the operations are made one at a time by the same client, and the \
+         counters are dumped; all configurations run once forward and once in reverse \
+         order (after an uncounted warm-up), and the two counts are added. Instructions are what the CPU must execute, so \
+         baseline/ours bounds the throughput ratio a CPU-bound worker can reach.\n\n{}\n{}",
+        t1.text, t2.text
+    )
+}
+
+/// Counts, judges and reports the instructions of every configuration.
+fn report_instructions(bench: &Bench, specs: &[Spec], out: &mut Report) {
+    let t = Instant::now();
+    let runs = counted(specs, &bench.clients);
+    out.md += "\n### Instructions executed by the nginx worker (callgrind)\n\n";
+    match count_instructions(&bench.files, &runs) {
+        Ok(per_op) => {
+            let ratios = instr_goals(specs, &runs, &per_op);
+            for c in &ratios {
+                println!(
+                    "group 3 (nginx worker instructions): {}: ours/baseline {:.4}",
+                    c.what, c.ours_over_base
+                );
+                if let Some(g) = &c.goal {
+                    out.summary.push(g.summary_row("3"));
+                }
+            }
+            out.md += &instr_tables(&runs, &per_op, &ratios);
+        }
+        Err(e) => {
+            println!("group 3 (callgrind): not measured: {e}");
+            out.md += &format!("Not measured: {e}.\n");
+        }
+    }
+    println!("nginx under callgrind: {:.0} s", t.elapsed().as_secs_f64());
+}
+
+// Run ----------------------------------------------------------------------------------
+
+fn main() {
+    if !stats::bench_mode() {
+        println!("nginx bench: runs only under `cargo bench` (make bench)");
+        return;
+    }
+    if let Err(e) = run() {
+        eprintln!("nginx bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    nginx::check_prerequisites()?;
+    let bench = Bench::prepare();
+    if let Some(keep) = std::env::var_os("KCT_BENCH_NGINX_CONF_ONLY") {
+        let keep = PathBuf::from(keep);
+        write_conf_only(&keep, &bench);
+        println!("nginx bench: config written to {}", keep.display());
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let specs = [mtls_spec(), chain_spec(), alpn_spec()];
+    let rates = measure_rates(&bench, &specs)?;
+    let mut report = Report {
+        md: String::new(),
+        summary: vec![],
+        ok: true,
+    };
+    report_rates(&specs, &rates, &mut report);
+    // The same comparisons counted in instructions by callgrind (immune to noise).
+    if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() {
+        report_instructions(&bench, &specs, &mut report);
+    }
+    report_log(&rates.log, &mut report);
+    let dir = stats::out_dir();
+    fs::write(dir.join("group3.md"), report.md).unwrap();
+    let summary = report.summary.join("\n") + "\n";
+    fs::write(dir.join("summary-nginx.md"), summary).unwrap();
+    fs::write(dir.join("nginx.status"), format!("group3={}\n", report.ok)).unwrap();
+    println!("nginx bench: {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The first lines of the measured nginx's error log that tell of trouble, if any.
+fn report_log(log: &str, out: &mut Report) {
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["[alert]", "[crit]", "[emerg]", "[error]", "signal"]
+                .iter()
+                .any(|b| l.contains(b))
+        })
+        .take(5)
+        .collect();
+    if !bad.is_empty() {
+        out.md += &format!(
+            "\nnginx error log (first lines):\n\n```\n{}\n```\n",
+            bad.join("\n")
+        );
+        println!("nginx logged errors:\n{}", bad.join("\n"));
+    }
 }

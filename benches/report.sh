@@ -5,6 +5,18 @@
 set -eu
 dir=$1
 frag() { if [ -s "$dir/$1" ]; then cat "$dir/$1"; else echo "_($1 was not produced: see the make bench output)_"; fi; }
+# Group $1 again on each OpenSSL the benches also ran against ($dir/openssl-<v>/), for
+# the versions that have the file $2 ("": all): a heading, the text $3 (@V@: the
+# version), then the fragments $4....
+per_openssl() {
+  group=$1 needs=$2 text=$3; shift 3
+  for sub in "$dir"/openssl-*/; do
+    [ -d "$sub" ] && { [ -z "$needs" ] || [ -s "$sub/$needs" ]; } || continue
+    v=${sub%/}; v=${v##*/openssl-}
+    printf '\n### Group %s on OpenSSL %s\n\n%s\n' "$group" "$v" "$(printf '%s\n' "$text" | sed "s/@V@/$v/g")"
+    for f; do echo; frag "openssl-$v/$f"; done
+  done
+}
 ver() { v=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null); echo "${v:-not installed}"; }
 # The LuaJIT that nginx's lua module really loads, and the package it comes from.
 luajit_so=$(ldd /usr/lib/nginx/modules/ngx_http_lua_module.so 2>/dev/null | awk '/libluajit/ {print $3; exit}')
@@ -87,19 +99,8 @@ $(frag group1.md)
 ### Instruction counts (callgrind: immune to noise)
 
 $(frag group1-instr.md)
-$(for sub in "$dir"/openssl-*/; do
-  [ -d "$sub" ] || continue
-  v=${sub%/}; v=${v##*/openssl-}
-  echo
-  echo "### Group 1 on OpenSSL $v"
-  echo
-  echo "The same bench binary (built against the system's OpenSSL $(openssl version | awk '{print $2}') headers) with OpenSSL $v's"
-  echo 'libssl.so.3 first on LD_LIBRARY_PATH (built by `tests/openssl/build.sh`), as inside OpenResty. Same method as above.'
-  echo
-  frag "openssl-$v/group1.md"
-  echo
-  frag "openssl-$v/group1-instr.md"
-done)
+$(per_openssl 1 "" "The same bench binary (built against the system's OpenSSL $(openssl version | awk '{print $2}') headers) with OpenSSL @V@'s
+libssl.so.3 first on LD_LIBRARY_PATH (built by \`tests/openssl/build.sh\`), as inside OpenResty. Same method as above." group1.md group1-instr.md)
 
 ## Group 2: chain retrieval (client sends leaf + 2 intermediates)
 
@@ -126,16 +127,7 @@ unresumable, as Kong's \`disable_session_reuse\` pairing does. The saving is the
 CPU per reconnection, hello form / Kong's pairing.
 
 $(frag group5.md)
-$(for sub in "$dir"/openssl-*/; do
-  [ -s "$sub/group5.md" ] || continue
-  v=${sub%/}; v=${v##*/openssl-}
-  echo
-  echo "### Group 5 on OpenSSL $v"
-  echo
-  echo "The same bench binary with OpenSSL $v's libssl.so.3 first on LD_LIBRARY_PATH, as for group 1."
-  echo
-  cat "$sub/group5.md"
-done)
+$(per_openssl 5 group5.md "The same bench binary with OpenSSL @V@'s libssl.so.3 first on LD_LIBRARY_PATH, as for group 1." group5.md)
 
 ## Group 3: through nginx
 

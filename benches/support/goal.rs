@@ -27,6 +27,8 @@ pub struct Goal {
     pub target_digits: Option<usize>,
     /// After "reported", in parentheses.
     pub note: Option<&'static str>,
+    /// The target as `Display` shows it ("≥ 1"), not as `Debug` does ("≥ 1.0").
+    pub display_target: bool,
 }
 
 impl Goal {
@@ -41,6 +43,7 @@ impl Goal {
             text: None,
             target_digits: None,
             note: None,
+            display_target: false,
         }
     }
 
@@ -74,6 +77,12 @@ impl Goal {
         self
     }
 
+    /// Shows the target as `Display` does: "≥ 1", as group 3's rows always have.
+    pub fn display_target(mut self) -> Goal {
+        self.display_target = true;
+        self
+    }
+
     pub fn met(&self) -> bool {
         match self.comparison {
             Comparison::AtMost => self.value <= self.target,
@@ -103,7 +112,7 @@ impl Goal {
         };
         let target = if let Some(digits) = self.target_digits {
             format!("{:.*}", digits, self.target)
-        } else if self.unit.is_empty() {
+        } else if self.unit.is_empty() && !self.display_target {
             format!("{:?}", self.target)
         } else {
             format!("{}", self.target)
@@ -146,6 +155,15 @@ impl Goal {
             Comparison::AtLeast => self.value < other.value,
             _ => self.value > other.value,
         }
+    }
+
+    /// A table's goal cell: "≥ 0.97: met".
+    pub fn cell(&self) -> String {
+        format!(
+            "{}: {}",
+            self.goal_text(),
+            super::stats::verdict(self.met())
+        )
     }
 
     /// `met` / `MISSED` for the console.
