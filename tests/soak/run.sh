@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The soak (issue 9, tests/soak.rs) on one or more stacks, one after the other:
 #
-#   tests/soak/run.sh <host|trixie|sid>...
+#   tests/soak/run.sh <host|trixie|sid>[:connections]...
 #
 # host: this machine's nginx; anything else: the nginx of a Debian root of that suite,
 # made once and cached by tests/distro/make-root.sh (KCT_NGINX_ROOT). SOAK_CONNECTIONS
@@ -24,15 +24,20 @@ trap 'rm -rf "$out"' EXIT
 "$CARGO" test --release --test soak --no-run
 
 status=0
-for stack in "$@"; do
+stacks=()
+for spec in "$@"; do
+  stack="${spec%%:*}"
+  stacks+=("$stack")
+  n="$connections"
+  [ "$spec" = "$stack" ] || n="${spec#*:}"
   root=""
   if [ "$stack" != host ]; then
     root="${KCT_CACHE:-$HOME/.cache/kong-client-tls}/roots/$stack"
     "$repo/tests/distro/make-root.sh" "$stack" "$root" >/dev/null
   fi
-  echo "== soak on $stack: $connections connections"
+  echo "== soak on $stack: $n connections"
   start=$(date +%s)
-  if ! SOAK_RUN=1 SOAK_CONNECTIONS="$connections" SOAK_OUT="$out/$stack.md" \
+  if ! SOAK_RUN=1 SOAK_CONNECTIONS="$n" SOAK_OUT="$out/$stack.md" \
        KCT_NGINX_ROOT="$root" "$CARGO" test --release --test soak; then
     status=1
     [ -s "$out/$stack.md" ] || echo "### $stack: the soak did not finish (see its output)" > "$out/$stack.md"
@@ -66,7 +71,7 @@ if [ -n "${SOAK_REPORT:-}" ]; then
     echo "by more than 1 MiB from 20 % to 100 % of the run, and its worker must not change."
     echo "*churn* gets 20 reloads, one binary upgrade and one worker killed with SIGKILL."
     echo
-    for stack in "$@"; do
+    for stack in "${stacks[@]}"; do
       cat "$out/$stack.md"
       echo
     done
