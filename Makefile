@@ -377,3 +377,16 @@ fuzz-report:
 	{ echo "<!-- Written by make fuzz-report from <target>/reliability/fuzz-{nginx,parser}.md; do not edit. -->"; \
 	  echo; cat $(RELIABILITY_DIR)/fuzz-nginx.md; echo; cat $(RELIABILITY_DIR)/fuzz-parser.md; } \
 	  > docs/reliability/fuzz.md
+
+# Soak (issue 9): real nginx with every API function under mixed load from several client
+# processes, 20 reloads, a binary upgrade and a killed worker (tests/soak.rs). `make soak`:
+# SOAK_CONNECTIONS (100000) on the host, then in the Debian 13 root, writes RELIABILITY.md.
+# `make soak-ci`: 20000 on the host, no report (CI runs it after `make test`).
+.PHONY: soak soak-ci
+SOAK_CONNECTIONS ?= 100000
+SOAK_STACKS ?= host trixie
+SOAK_CI_STACKS ?= host
+soak: deps build
+	SOAK_CONNECTIONS=$(SOAK_CONNECTIONS) SOAK_REPORT=RELIABILITY.md tests/soak/run.sh $(SOAK_STACKS)
+soak-ci: deps build
+	SOAK_CONNECTIONS=20000 tests/soak/run.sh $(SOAK_CI_STACKS)

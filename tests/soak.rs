@@ -1,0 +1,683 @@
+//! `make soak` (issue 9, sections 1 and 2): real nginx with every API function in use,
+//! under mixed load from several client processes, with reloads, a binary upgrade and a
+//! killed worker, while the worker's and the master's memory are sampled.
+//!
+//! Under plain `cargo test` this target does nothing (it says so): the soak runs only with
+//! `SOAK_RUN=1` (the Makefile's `soak` and `soak-ci` targets). Knobs:
+//!
+//! - `SOAK_CONNECTIONS` (100000): connections in all;
+//! - `SOAK_CLIENTS` (4): concurrent client processes (this binary, re-executed);
+//! - `SOAK_OUT=<file>`: where the run's summary (Markdown) goes;
+//! - `KCT_NGINX_ROOT`: the Debian root nginx runs in (see tests/support/nginx.rs).
+//!
+//! Two nginx instances run side by side (`master_process on; worker_processes 1`):
+//!
+//! - **steady**, two thirds of the connections, never reloaded: its worker's RSS must
+//!   stay flat (no more than 1 MiB growth from 20 % to 100 % of the run) and its worker
+//!   must never change;
+//! - **churn**, one third, which gets 20 reloads (SIGHUP), one binary upgrade (USR2, the
+//!   new master, QUIT to the old one) and one worker killed with SIGKILL. Its master's RSS
+//!   is sampled across the reloads.
+//!
+//! A failure counts against the run unless one of these explains it, each counted apart:
+//! a keep-alive connection of churn closed by its server before a response to a request
+//! after the first (a draining worker closes idle keep-alive connections), retried once
+//! on a new connection which then serves every request (`ka-closed-retried`); a failure
+//! on churn that ends within 3 s after the SIGKILL (`killed-worker`: connections the
+//! killed worker held). Nothing else: not on steady, not a wrong answer.
+
+#[path = "soak/client.rs"]
+mod client;
+#[path = "soak/daemon.rs"]
+mod daemon;
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::nginx::{self, listen_http2, Nginx, Ports, Setup};
+use support::pki::{key_pem, pem, KeyKind, Pki};
+use support::process::{self, ChildGuard};
+
+const LUA: &str = r#"
+        TLS = require "kong_client_tls"
+        local ngx_ssl = require "ngx.ssl"
+        local f = assert(io.open(SOAK_DIR .. "/ca.pem", "rb"))
+        CA = assert(ngx_ssl.parse_pem_cert(f:read("*a")))
+        f:close()
+        BIG = string.rep("x", 1024 * 1024)
+        local function split(name)
+          return (name or ""):match("^([^.]*)%.([^.]*)")
+        end
+        function SOAK_HELLO()
+          local m, flag = split(require("ngx.ssl.clienthello").get_client_hello_server_name())
+          if m == "hca" then
+            assert(TLS.request_client_certificate(CA))
+          elseif m == "hnoca" then
+            assert(TLS.request_client_certificate())
+          end
+          if flag == "noh2" then
+            assert(TLS.disable_http2_alpn())
+          end
+        end
+        function SOAK_CERT()
+          local m, flag = split(ngx_ssl.server_name())
+          if m == "cca" then
+            assert(TLS.request_client_certificate(CA))
+          elseif m == "cnoca" then
+            assert(TLS.request_client_certificate())
+          end
+          if flag == "nosr" then
+            assert(TLS.disable_session_reuse())
+          end
+        end
+        function SOAK_ACCESS()
+          TLS.set_client_verify(ngx.var.ssl_client_verify)
+        end
+        function SOAK_CONTENT()
+          local pem, err = TLS.get_full_client_certificate_chain()
+          if err then
+            ngx.status = 500
+            ngx.header["Content-Length"] = #err
+            ngx.print(err)
+            return
+          end
+          pem = pem or ""
+          ngx.header["X-Verify"] = ngx.var.ssl_client_verify
+          ngx.header["X-Override"] = ngx.ctx.CLIENT_VERIFY_OVERRIDE
+          ngx.header["X-Reused"] = ngx.var.ssl_session_reused
+          ngx.header["Content-Length"] = #pem
+          ngx.print(pem)
+        end
+        function SOAK_BIG()
+          local pem = TLS.get_full_client_certificate_chain()
+          ngx.header["Content-Length"] = #BIG
+          ngx.print(BIG)
+        end
+"#;
+
+fn http(p: &Ports) -> String {
+    let server = |port: u16, key: &str| {
+        format!(
+            r#"
+    server {{
+        {listen}
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate server-{key}.pem;
+        ssl_certificate_key server-{key}.key;
+        ssl_ecdh_curve X25519:prime256v1;
+        # Sessions live 30 s: resumptions here come within milliseconds, and a full
+        # shared cache makes nginx itself log "[alert] could not allocate new session"
+        # (seen at 10m with the default 5 min: 100,000 connections fill it).
+        ssl_session_cache shared:SOAK:10m;
+        ssl_session_timeout 30s;
+        ssl_session_tickets on;
+        ssl_session_ticket_key ticket.key;
+        keepalive_requests 10000;
+        ssl_client_hello_by_lua_block {{ SOAK_HELLO() }}
+        ssl_certificate_by_lua_block {{ SOAK_CERT() }}
+        location / {{
+            access_by_lua_block {{ SOAK_ACCESS() }}
+            content_by_lua_block {{ SOAK_CONTENT() }}
+        }}
+        location /big {{
+            content_by_lua_block {{ SOAK_BIG() }}
+        }}
+    }}
+"#,
+            listen = listen_http2(port)
+        )
+    };
+    format!(
+        "{}{}",
+        server(p.get("ec"), "ec"),
+        server(p.get("rsa"), "rsa")
+    )
+}
+
+/// VmRSS less RssShmem of `pid`, in kB. The shared session cache (a 10 MiB zone) counts
+/// in a worker's VmRSS page by page as sessions use it, up to the zone's size, and
+/// nothing else that could leak does; RssShmem is left out of the flatness check
+/// (and reported).
+fn private_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    kb("VmRSS:").saturating_sub(kb("RssShmem:"))
+}
+
+/// What nginx's master logs (at notice) for each reload.
+const SIGHUP_LINE: &str = "signal 1 (SIGHUP) received";
+
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn main() {
+    if std::env::var_os("SOAK_CLIENT").is_some() {
+        client::run(client::Plan::from_env());
+        return;
+    }
+    if std::env::var("SOAK_RUN").as_deref() != Ok("1") {
+        println!("soak: not run (SOAK_RUN=1 runs it; `make soak`, `make soak-ci`)");
+        return;
+    }
+    if let Err(e) = nginx::check_prerequisites() {
+        eprintln!("soak: {e}");
+        std::process::exit(1);
+    }
+    let ok = soak();
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// A client's failure line: unix ms, instance, kind, detail.
+type Failure = (u128, String, String, String);
+
+struct Sample {
+    t: f64,
+    done: u64,
+    /// The worker's private RSS: VmRSS less RssShmem (see [`private_rss_kb`]).
+    worker_kb: u64,
+    worker_rss_kb: u64,
+    master: u32,
+    master_kb: u64,
+    reloads: usize,
+}
+
+fn files() -> (Vec<(&'static str, Vec<u8>)>, std::path::PathBuf) {
+    let ec = Pki::new("soak server ec", KeyKind::EcdsaP256);
+    let rsa = Pki::new("soak server rsa", KeyKind::Rsa2048);
+    let client = Pki::new("soak client", KeyKind::Rsa2048);
+    let untrusted = Pki::new("soak untrusted", KeyKind::EcdsaP256);
+    let dir = std::env::temp_dir().join(format!("kct-soak-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    client.save(&dir, "client");
+    untrusted.save(&dir, "untrusted");
+    let ca = pem(&client.root.cert);
+    let mut ticket_key = vec![0u8; 80];
+    openssl::rand::rand_bytes(&mut ticket_key).unwrap();
+    (
+        vec![
+            ("server-ec.pem", ec.chain_pem().into_bytes()),
+            ("server-ec.key", key_pem(&ec.leaf.key)),
+            ("server-rsa.pem", rsa.chain_pem().into_bytes()),
+            ("server-rsa.key", key_pem(&rsa.leaf.key)),
+            ("ca.pem", ca.into_bytes()),
+            ("ticket.key", ticket_key),
+        ],
+        dir,
+    )
+}
+
+fn soak() -> bool {
+    let total = env_or("SOAK_CONNECTIONS", 100_000);
+    let clients = env_or("SOAK_CLIENTS", 4).max(1);
+    let reloads = env_or("SOAK_RELOADS", 20);
+    let stack = match nginx::nginx_root() {
+        Some(r) => format!(
+            "Debian root {}",
+            r.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        None => "host".to_string(),
+    };
+    let (files, pki_dir) = files();
+    let init = |name: &str| format!("SOAK_DIR = \"{}\"\n{LUA}", nginx::temp_dir(name).display());
+    let (init_steady, init_churn) = (init("soak-steady"), init("soak-churn"));
+    let steady_setup = Setup {
+        main: "master_process on;\nworker_processes 1;",
+        init_lua: Some(&init_steady),
+        log_level: "notice",
+        worker_connections: 1024,
+        ..Setup::default()
+    };
+    let steady = Nginx::start_with("soak-steady", &steady_setup, &["ec", "rsa"], &files, &http);
+    let wrapper = daemon::WRAPPER;
+    let churn_setup = Setup {
+        init_lua: Some(&init_churn),
+        wrapper: &wrapper,
+        ..steady_setup
+    };
+    let churn = Nginx::start_with("soak-churn", &churn_setup, &["ec", "rsa"], &files, &http);
+    let mut churn_master = daemon::Master::new(&churn.dir);
+    let steady_master = steady.pid();
+    let steady_worker = steady.worker();
+    let churn_first_worker = churn_master.worker();
+    println!(
+        "soak on {stack}: {total} connections, {clients} client processes; steady master {steady_master} worker {steady_worker}, churn master {} worker {churn_first_worker}",
+        churn_master.pid
+    );
+
+    let instances = format!(
+        "steady:{}:{},churn:{}:{}",
+        steady.port("ec"),
+        steady.port("rsa"),
+        churn.port("ec"),
+        churn.port("rsa")
+    );
+    let progress = Arc::new(AtomicU64::new(0));
+    let failures: Arc<Mutex<Vec<Failure>>> = Arc::default();
+    let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let exe = std::env::current_exe().unwrap();
+    let start = Instant::now();
+    let mut procs = Vec::new();
+    let mut readers = Vec::new();
+    for index in 0..clients {
+        let share = total / clients + usize::from(index < total % clients);
+        let mut command = Command::new(&exe);
+        command
+            .env("SOAK_CLIENT", index.to_string())
+            .env("SOAK_CLIENT_CONNECTIONS", share.to_string())
+            .env("SOAK_PKI", &pki_dir)
+            .env("SOAK_INSTANCES", &instances)
+            .stdout(Stdio::piped());
+        let mut guard = ChildGuard::spawn(&mut command).expect("client process");
+        let stdout = guard.child_mut().stdout.take().unwrap();
+        let (progress, failures, counts) = (progress.clone(), failures.clone(), counts.clone());
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut parts = line.splitn(2, ' ');
+                match (parts.next(), parts.next()) {
+                    (Some("P"), Some(n)) => {
+                        progress.fetch_add(n.parse().unwrap_or(0), Ordering::Relaxed);
+                    }
+                    (Some("C"), Some(rest)) => {
+                        let (k, n) = rest.rsplit_once(' ').unwrap();
+                        *counts.lock().unwrap().entry(k.to_string()).or_default() +=
+                            n.parse::<u64>().unwrap();
+                    }
+                    (Some("F"), Some(rest)) => {
+                        let mut f = rest.splitn(4, ' ');
+                        let t = f.next().unwrap_or("0").parse().unwrap_or(0);
+                        let inst = f.next().unwrap_or("").to_string();
+                        let kind = f.next().unwrap_or("").to_string();
+                        let detail = f.next().unwrap_or("").to_string();
+                        failures.lock().unwrap().push((t, inst, kind, detail));
+                    }
+                    _ => eprintln!("client: {line}"),
+                }
+            }
+        }));
+        procs.push(guard);
+    }
+
+    // Events on churn at fractions of the run: reloads spread over it, the upgrade at
+    // 45 %, the kill at 70 %.
+    let mut events: Vec<(f64, &str)> = (0..reloads)
+        .map(|r| ((r as f64 + 1.0) / (reloads as f64 + 2.0), "reload"))
+        .collect();
+    events.push((0.45, "upgrade"));
+    events.push((0.70, "kill"));
+    events.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let mut events = events.into_iter().peekable();
+    let mut log: Vec<String> = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut kill: Option<(u128, u32)> = None;
+    let mut upgrade_at: Option<(u128, u128)> = None;
+    let mut upgrade_ok = None;
+    let mut reloads_done = 0;
+    let mut last_sample = Instant::now() - Duration::from_secs(10);
+    loop {
+        let running = procs.iter_mut().any(|p| p.try_wait().is_none());
+        let done = progress.load(Ordering::Relaxed);
+        let frac = done as f64 / total as f64;
+        if last_sample.elapsed() >= Duration::from_secs(2) || !running {
+            last_sample = Instant::now();
+            samples.push(Sample {
+                t: start.elapsed().as_secs_f64(),
+                done,
+                worker_kb: private_rss_kb(steady_worker),
+                worker_rss_kb: process::usage(steady_worker).rss_kb,
+                master: churn_master.pid,
+                master_kb: process::usage(churn_master.pid).rss_kb,
+                reloads: reloads_done,
+            });
+        }
+        if !running {
+            break;
+        }
+        while events.peek().is_some_and(|(at, _)| frac >= *at) {
+            let (_, what) = events.next().unwrap();
+            match what {
+                "reload" => {
+                    // One at a time: signals sent before the master handled the last
+                    // one coalesce. Wait (up to 10 s) for its line in the log.
+                    let seen = |n: &Nginx| n.error_log().matches(SIGHUP_LINE).count();
+                    let before = seen(&churn);
+                    churn_master.signal(libc::SIGHUP);
+                    reloads_done += 1;
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while seen(&churn) == before && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                "upgrade" => {
+                    let t0 = now_ms();
+                    let r = churn_master.upgrade();
+                    upgrade_at = Some((t0, now_ms()));
+                    log.push(match &r {
+                        Ok(s) => s.clone(),
+                        Err(e) => format!("upgrade FAILED: {e}"),
+                    });
+                    upgrade_ok = Some(r.is_ok());
+                }
+                _ => {
+                    let w = churn_master.worker();
+                    // SAFETY: a signal to a pid read from /proc as the master's child.
+                    unsafe { libc::kill(w as i32, libc::SIGKILL) };
+                    kill = Some((now_ms(), w));
+                    let replaced = churn_master.wait_worker_other_than(w, Duration::from_secs(10));
+                    log.push(match replaced {
+                        Some(n) => format!("worker {w} killed (SIGKILL), replaced by {n}"),
+                        None => format!("worker {w} killed (SIGKILL), NOT replaced in 10 s"),
+                    });
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for r in readers {
+        let _ = r.join();
+    }
+    let client_ok = procs
+        .iter_mut()
+        .all(|p| p.try_wait().is_some_and(|s| s.success()));
+    let steady_worker_end = steady.workers();
+
+    // Classify failures.
+    let failures = failures.lock().unwrap().clone();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut explained: BTreeMap<String, u64> = BTreeMap::new();
+    let mut examples: Vec<String> = Vec::new();
+    for (t, inst, kind, detail) in &failures {
+        if kind == "ka-closed-retried" {
+            *explained
+                .entry(format!("{inst}: keep-alive closed, retried"))
+                .or_default() += 1;
+            if inst == "churn" {
+                continue;
+            }
+        } else if inst == "churn"
+            && kind.starts_with("resume-")
+            && detail.starts_with("resumed false")
+            && upgrade_at.is_some_and(|(a, b)| *t >= a && *t <= b + 3000)
+        {
+            // The new master makes a new shared session cache (the ticket key is a
+            // file: tickets survive); a session made by the old one is not found.
+            *explained
+                .entry("churn: session of the old master refused by the new one".into())
+                .or_default() += 1;
+            continue;
+        } else if inst == "churn" && kill.is_some_and(|(k, _)| *t >= k && *t <= k + 3000) {
+            *explained
+                .entry("churn: killed worker's connections".into())
+                .or_default() += 1;
+            continue;
+        }
+        let key = format!("{inst}/{kind}: {}", detail.split(':').next().unwrap_or(""));
+        *errors.entry(key).or_default() += 1;
+        if examples.len() < 10 {
+            examples.push(format!("{inst} {kind}: {detail}"));
+        }
+    }
+
+    // Stop both, then read their logs.
+    let churn_masters = churn_master.stop();
+    drop(churn_master);
+    let churn_log = churn.error_log();
+    let mut steady = steady;
+    let steady_alive = steady.stop().is_some();
+    let steady_log = steady.error_log();
+    let killed_line = kill.map(|(_, w)| format!("worker process {w} exited on signal 9"));
+    let bad = |log: &str, allowed: Option<&str>| -> Vec<String> {
+        log.lines()
+            .filter(|l| {
+                [
+                    "[alert]",
+                    "[crit]",
+                    "[emerg]",
+                    "exited on signal",
+                    "core dumped",
+                ]
+                .iter()
+                .any(|b| l.contains(b))
+            })
+            .filter(|l| !allowed.is_some_and(|a| l.contains(a)))
+            .map(str::to_string)
+            .collect()
+    };
+    let steady_bad = bad(&steady_log, None);
+    let churn_bad = bad(&churn_log, killed_line.as_deref());
+    let reload_lines = churn_log.matches(SIGHUP_LINE).count();
+
+    // RSS: growth of steady's worker from 20 % to 100 % of the run; churn's master.
+    let at = |frac: f64| {
+        samples
+            .iter()
+            .find(|s| s.done as f64 >= frac * total as f64)
+            .unwrap_or(samples.last().unwrap())
+    };
+    let w20 = at(0.2).worker_kb;
+    let w_end = samples.last().unwrap().worker_kb;
+    let w_max = samples
+        .iter()
+        .filter(|s| s.done as f64 >= 0.2 * total as f64)
+        .map(|s| s.worker_kb)
+        .max()
+        .unwrap_or(w_end);
+    let growth_kb = w_max as i64 - w20 as i64;
+    // Each master (the old one, the new one after the upgrade) from the first sample
+    // after its first reload (which allocates the second configuration's memory) on.
+    let mut masters: Vec<(u32, u64, u64, usize)> = Vec::new(); // pid, base, max, reloads
+    for m in samples
+        .iter()
+        .map(|s| s.master)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let mine: Vec<&Sample> = samples.iter().filter(|s| s.master == m).collect();
+        let first_reloads = mine[0].reloads;
+        let after: Vec<&&Sample> = mine.iter().filter(|s| s.reloads > first_reloads).collect();
+        if let Some(base) = after.first() {
+            let max = after.iter().map(|s| s.master_kb).max().unwrap();
+            let n = after.last().unwrap().reloads - first_reloads;
+            masters.push((m, base.master_kb, max, n));
+        }
+    }
+    let master_text: Vec<String> = masters
+        .iter()
+        .map(|(m, base, max, n)| {
+            format!("master {m}: {base} kB after its first reload, {max} kB max over {n} reloads")
+        })
+        .collect();
+    let master_flat = !masters.is_empty() && masters.iter().all(|(_, b, m, _)| *m <= b + 1024);
+    let counts = counts.lock().unwrap().clone();
+    let conns: u64 = progress.load(Ordering::Relaxed);
+    let error_total: u64 = errors.values().sum();
+
+    let mut checks: Vec<(String, bool)> = vec![
+        (
+            format!("{conns} connections made (>= {total})"),
+            conns >= total as u64,
+        ),
+        ("client processes exited cleanly".into(), client_ok),
+        (
+            format!("no unexplained failure ({error_total})"),
+            error_total == 0,
+        ),
+        (
+            format!(
+                "steady worker RSS (private: VmRSS less RssShmem) growth from 20 % to 100 %: {growth_kb} kB (<= 1024)"
+            ),
+            growth_kb <= 1024,
+        ),
+        (
+            format!("steady worker unchanged ({steady_worker} -> {steady_worker_end:?})"),
+            steady_worker_end == vec![steady_worker],
+        ),
+        ("steady nginx alive at the end".into(), steady_alive),
+        (
+            format!(
+                "steady error log: no alert/crit/emerg/exit ({} lines)",
+                steady_bad.len()
+            ),
+            steady_bad.is_empty(),
+        ),
+        (
+            format!(
+                "churn error log: no alert/crit/emerg/exit but the killed worker's ({} lines)",
+                churn_bad.len()
+            ),
+            churn_bad.is_empty(),
+        ),
+        (
+            format!("{reloads_done} reloads sent, {reload_lines} SIGHUP lines in churn's log"),
+            reloads_done == reloads && reload_lines >= reloads,
+        ),
+        ("binary upgrade".into(), upgrade_ok == Some(true)),
+        (
+            "killed worker replaced".into(),
+            log.iter().any(|l| l.contains("replaced by")),
+        ),
+        (
+            format!(
+                "churn master RSS flat across reloads (growth <= 1024 kB): {}",
+                master_text.join("; ")
+            ),
+            master_flat,
+        ),
+    ];
+    checks.extend(
+        churn_masters
+            .iter()
+            .map(|(pid, ok)| (format!("churn master {pid} stopped"), *ok)),
+    );
+    let passed = checks.iter().all(|(_, ok)| *ok);
+
+    // The report.
+    let mut out = String::new();
+    let nv = nginx::nginx_version();
+    out.push_str(&format!(
+        "### {stack}: nginx {}.{}.{}, {}\n\n",
+        nv.0,
+        nv.1,
+        nv.2,
+        openssl_of_nginx()
+    ));
+    out.push_str(&format!(
+        "{conns} connections in {elapsed:.1} s ({:.0} connections/s), {clients} client processes; result: **{}**\n\n",
+        conns as f64 / elapsed,
+        if passed { "PASS" } else { "FAIL" }
+    ));
+    out.push_str("| check | result |\n|---|---|\n");
+    for (what, ok) in &checks {
+        out.push_str(&format!(
+            "| {what} | {} |\n",
+            if *ok { "ok" } else { "FAILED" }
+        ));
+    }
+    out.push_str(
+        "\nConnections by kind (instance/kind: count):\n\n| kind | connections |\n|---|---|\n",
+    );
+    for (k, n) in &counts {
+        out.push_str(&format!("| {k} | {n} |\n"));
+    }
+    out.push_str("\nErrors by kind (unexplained):\n\n");
+    if errors.is_empty() {
+        out.push_str("none\n");
+    } else {
+        out.push_str("| kind | count |\n|---|---|\n");
+        for (k, n) in &errors {
+            out.push_str(&format!("| {k} | {n} |\n"));
+        }
+    }
+    out.push_str("\nExplained by a reload, the upgrade or the kill:\n\n");
+    if explained.is_empty() {
+        out.push_str("none\n");
+    } else {
+        out.push_str("| what | count |\n|---|---|\n");
+        for (k, n) in &explained {
+            out.push_str(&format!("| {k} | {n} |\n"));
+        }
+    }
+    out.push_str("\nEvents on churn:\n\n");
+    for l in &log {
+        out.push_str(&format!("- {l}\n"));
+    }
+    out.push_str(&format!(
+        "- {reloads_done} reloads (SIGHUP) spread over the run\n"
+    ));
+    out.push_str("\nRSS over time (steady's worker; churn's master):\n\n| t (s) | connections | steady worker private RSS (kB) | its VmRSS (kB) | churn master | its RSS (kB) | reloads so far |\n|---|---|---|---|---|---|---|\n");
+    let step = (samples.len() / 12).max(1);
+    for (i, s) in samples.iter().enumerate() {
+        if i % step == 0 || i + 1 == samples.len() {
+            out.push_str(&format!(
+                "| {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                s.t, s.done, s.worker_kb, s.worker_rss_kb, s.master, s.master_kb, s.reloads
+            ));
+        }
+    }
+    if !examples.is_empty() {
+        out.push_str("\nFirst failures:\n\n```\n");
+        for e in &examples {
+            out.push_str(&format!("{e}\n"));
+        }
+        out.push_str("```\n");
+    }
+    for (name, lines) in [("steady", &steady_bad), ("churn", &churn_bad)] {
+        if !lines.is_empty() {
+            out.push_str(&format!("\n{name} error log lines:\n\n```\n"));
+            for l in lines.iter().take(20) {
+                out.push_str(&format!("{l}\n"));
+            }
+            out.push_str("```\n");
+        }
+    }
+    println!("{out}");
+    if let Ok(path) = std::env::var("SOAK_OUT") {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&pki_dir);
+    drop(churn);
+    passed
+}
+
+/// "OpenSSL x.y.z" as the nginx under test is built and run with (`nginx -V`'s "running
+/// with" or "built with").
+fn openssl_of_nginx() -> String {
+    let mut command = match nginx::nginx_root() {
+        Some(r) => {
+            let mut c = Command::new("chroot");
+            c.arg(r).arg(nginx::NGINX);
+            c
+        }
+        None => Command::new(nginx::NGINX),
+    };
+    let out = command.arg("-V").output().expect("nginx -V");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("OpenSSL"))
+        .unwrap_or("OpenSSL ?");
+    line.trim().to_string()
+}
