@@ -178,8 +178,7 @@ lint:
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release --test header
 	luacheck --no-color lua/ examples/ tests/nginx/ tests/packaging/
-	shellcheck tests/openssl/*.sh tests/distro/*.sh tests/valgrind/*.sh
-	shellcheck -x tests/packaging/*.sh
+	shellcheck -x .ci/run $$(git ls-files '*.sh')
 
 # Rewrites the committed header from the Rust sources.
 header:

@@ -11,7 +11,8 @@ frag() { if [ -s "$dir/$1" ]; then cat "$dir/$1"; else echo "_($1 was not produc
 per_openssl() {
   group=$1 needs=$2 text=$3; shift 3
   for sub in "$dir"/openssl-*/; do
-    [ -d "$sub" ] && { [ -z "$needs" ] || [ -s "$sub/$needs" ]; } || continue
+    [ -d "$sub" ] || continue
+    [ -z "$needs" ] || [ -s "$sub/$needs" ] || continue
     v=${sub%/}; v=${v##*/openssl-}
     printf '\n### Group %s on OpenSSL %s\n\n%s\n' "$group" "$v" "$(printf '%s\n' "$text" | sed "s/@V@/$v/g")"
     for f; do echo; frag "openssl-$v/$f"; done

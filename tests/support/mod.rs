@@ -1,6 +1,6 @@
 //! The one support module of the tests, the benches and the soak. An integration test
-//! includes it with `mod support;`; a bench with
-//! `#[path = "../tests/support/mod.rs"] mod support;` (see `READY` for what benches use).
+//! includes it with `mod support;` (tests/soak.rs too); a bench with
+//! `#[path = "../tests/support/mod.rs"] mod support;`.
 //!
 //! - [`paths`]: the clone, the target directory, the built library.
 //! - [`process`]: [`process::ChildGuard`], a child process stopped on Drop.
