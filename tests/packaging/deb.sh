@@ -61,41 +61,7 @@ expect "Depends on libssl3" "$(in_root dpkg -s kong-client-tls)" "libssl3"
 # The README's minimal configuration, nothing more: no lua_package_*, no env.
 make_pki "$tmp/pki"
 port=$(free_port)
-mkdir -p "$tmp/nginx"
-cat > "$tmp/nginx/nginx.conf" <<CONF
-$(nginx_modules)
-pid $tmp/nginx/nginx.pid;
-events {}
-http {
-    access_log off;
-    init_by_lua_block {
-        require "kong_client_tls"
-        local f = assert(io.open("$tmp/pki/ca_a.pem"))
-        CA_A = assert(require("ngx.ssl").parse_pem_cert(f:read("*a")))
-        f:close()
-    }
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_certificate     $tmp/pki/server.pem;
-        ssl_certificate_key $tmp/pki/server.key;
-        ssl_certificate_by_lua_block {
-            local tls = require "kong_client_tls"
-            local ok, err = tls.request_client_certificate(CA_A)
-            if not ok then ngx.log(ngx.ERR, err) end
-        }
-        location / {
-            content_by_lua_block {
-                local tls = require "kong_client_tls"
-                local chain, err = tls.get_full_client_certificate_chain()
-                local _, n = (chain or ""):gsub("BEGIN CERTIFICATE", "")
-                ngx.say("version=", tls._VERSION, " certs=", n, " err=", tostring(err),
-                        " verify=", ngx.var.ssl_client_verify, " cpath=", package.cpath)
-            }
-        }
-    }
-}
-CONF
+write_mtls_conf "$tmp/nginx" "$port"
 start_nginx "$tmp/nginx" "$repo/tests/distro/in-root.sh" "$tmp/root" "$tmp" --
 wait_port "$port"
 reply=$(curl_tls a.example "$port" --cert "$tmp/pki/client_a.pem" --key "$tmp/pki/client_a.key")

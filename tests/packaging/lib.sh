@@ -111,3 +111,47 @@ check_error_log() {
   [ -z "$bad" ] || fail "error log $log: $bad"
   ok "a clean nginx error log"
 }
+
+# write_mtls_conf <prefix> <port> [http lines...]: <prefix>/nginx.conf, the README's minimal
+# configuration (mutual TLS with the PKI's ca_a.pem from make_pki) plus the given lines in
+# http {}. The reply reads "version=… certs=<n> err=… verify=… cpath=…".
+write_mtls_conf() {
+  local prefix=$1 port=$2
+  shift 2
+  mkdir -p "$prefix"
+  cat > "$prefix/nginx.conf" <<CONF
+$(nginx_modules)
+pid $prefix/nginx.pid;
+events {}
+http {
+    access_log off;
+$(printf '    %s\n' "$@")
+    init_by_lua_block {
+        require "kong_client_tls"
+        local f = assert(io.open("$tmp/pki/ca_a.pem"))
+        CA_A = assert(require("ngx.ssl").parse_pem_cert(f:read("*a")))
+        f:close()
+    }
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate     $tmp/pki/server.pem;
+        ssl_certificate_key $tmp/pki/server.key;
+        ssl_certificate_by_lua_block {
+            local tls = require "kong_client_tls"
+            local ok, err = tls.request_client_certificate(CA_A)
+            if not ok then ngx.log(ngx.ERR, err) end
+        }
+        location / {
+            content_by_lua_block {
+                local tls = require "kong_client_tls"
+                local chain, err = tls.get_full_client_certificate_chain()
+                local _, n = (chain or ""):gsub("BEGIN CERTIFICATE", "")
+                ngx.say("version=", tls._VERSION, " certs=", n, " err=", tostring(err),
+                        " verify=", ngx.var.ssl_client_verify, " cpath=", package.cpath)
+            }
+        }
+    }
+}
+CONF
+}

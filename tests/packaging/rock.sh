@@ -22,42 +22,7 @@ ok "the rock's c/lib/pkgconfig/kong_client_tls.pc: $version"
 
 make_pki "$tmp/pki"
 port=$(free_port)
-mkdir -p "$tmp/nginx"
-cat > "$tmp/nginx/nginx.conf" <<CONF
-$(nginx_modules)
-pid $tmp/nginx/nginx.pid;
-events {}
-http {
-    access_log off;
-    lua_package_path "$tree/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$tree/lib/lua/5.1/?.so;;";
-    init_by_lua_block {
-        require "kong_client_tls"
-        local f = assert(io.open("$tmp/pki/ca_a.pem"))
-        CA_A = assert(require("ngx.ssl").parse_pem_cert(f:read("*a")))
-        f:close()
-    }
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_certificate $tmp/pki/server.pem;
-        ssl_certificate_key $tmp/pki/server.key;
-        ssl_certificate_by_lua_block {
-            local ok, err = require("kong_client_tls").request_client_certificate(CA_A)
-            if not ok then ngx.log(ngx.ERR, err) end
-        }
-        location / {
-            content_by_lua_block {
-                local tls = require "kong_client_tls"
-                local chain, err = tls.get_full_client_certificate_chain()
-                local _, n = (chain or ""):gsub("BEGIN CERTIFICATE", "")
-                ngx.say("version=", tls._VERSION, " certs=", n, " err=", tostring(err),
-                        " verify=", ngx.var.ssl_client_verify)
-            }
-        }
-    }
-}
-CONF
+write_mtls_conf "$tmp/nginx" "$port" "lua_package_path \"$tree/share/lua/5.1/?.lua;;\";" "lua_package_cpath \"$tree/lib/lua/5.1/?.so;;\";"
 start_nginx "$tmp/nginx"
 wait_port "$port"
 reply=$(curl_tls a.example "$port" --cert "$tmp/pki/client_a.pem" --key "$tmp/pki/client_a.key")
