@@ -139,23 +139,6 @@ fn http(p: &Ports) -> String {
     )
 }
 
-/// VmRSS less RssShmem of `pid`, in kB. The shared session cache (a 10 MiB zone) counts
-/// in a worker's VmRSS page by page as sessions use it, up to the zone's size, and
-/// nothing else that could leak does; RssShmem is left out of the flatness check
-/// (and reported).
-fn private_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |key: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    kb("VmRSS:").saturating_sub(kb("RssShmem:"))
-}
-
 /// What nginx's master logs (at notice) for each reload.
 const SIGHUP_LINE: &str = "signal 1 (SIGHUP) received";
 
@@ -196,7 +179,7 @@ type Failure = (u128, String, String, String);
 struct Sample {
     t: f64,
     done: u64,
-    /// The worker's private RSS: VmRSS less RssShmem (see [`private_rss_kb`]).
+    /// The worker's private RSS: VmRSS less RssShmem (see [`process::Usage::private_rss_kb`]).
     worker_kb: u64,
     worker_rss_kb: u64,
     master: u32,
@@ -343,11 +326,12 @@ fn soak() -> bool {
         let frac = done as f64 / total as f64;
         if last_sample.elapsed() >= Duration::from_secs(2) || !running {
             last_sample = Instant::now();
+            let worker = process::usage(steady_worker);
             samples.push(Sample {
                 t: start.elapsed().as_secs_f64(),
                 done,
-                worker_kb: private_rss_kb(steady_worker),
-                worker_rss_kb: process::usage(steady_worker).rss_kb,
+                worker_kb: worker.private_rss_kb(),
+                worker_rss_kb: worker.rss_kb,
                 master: churn_master.pid,
                 master_kb: process::usage(churn_master.pid).rss_kb,
                 reloads: reloads_done,

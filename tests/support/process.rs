@@ -158,6 +158,17 @@ pub struct Usage {
     pub rss_kb: u64,
     /// Peak resident set size, kB (`VmHWM`; see [`reset_peak_rss`]).
     pub peak_rss_kb: u64,
+    /// The part of `rss_kb` that is shared memory, kB (`RssShmem`).
+    pub shmem_rss_kb: u64,
+}
+
+impl Usage {
+    /// `rss_kb` less shared memory. The pages of nginx's shared session cache count in a
+    /// worker's VmRSS as sessions fill the zone, up to its size, and nothing that could
+    /// leak lives there: the soak judges flatness on this.
+    pub fn private_rss_kb(&self) -> u64 {
+        self.rss_kb.saturating_sub(self.shmem_rss_kb)
+    }
 }
 
 /// The CPU time and memory of `pid` now.
@@ -177,6 +188,7 @@ pub fn usage(pid: u32) -> Usage {
         cpu_ns,
         rss_kb: kb("VmRSS:"),
         peak_rss_kb: kb("VmHWM:"),
+        shmem_rss_kb: kb("RssShmem:"),
     }
 }
 
