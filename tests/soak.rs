@@ -13,8 +13,9 @@
 //! Two nginx instances run side by side (`master_process on; worker_processes 1`):
 //!
 //! - **steady**, two thirds of the connections, never reloaded: its worker's RSS must
-//!   stay flat (no more than 1 MiB growth from 20 % to 100 % of the run) and its worker
-//!   must never change;
+//!   stay flat (no more than 1 MiB growth from the end of warm-up to the end of the run)
+//!   and its worker must never change. Warm-up is the first 20 % of the run, and at least
+//!   the first [`WARM_UP_MIN`] connections;
 //! - **churn**, one third, which gets 20 reloads (SIGHUP), one binary upgrade (USR2, the
 //!   new master, QUIT to the old one) and one worker killed with SIGKILL. Its master's RSS
 //!   is sampled across the reloads.
@@ -137,6 +138,18 @@ fn http(p: &Ports) -> String {
         server(p.get("ec"), "ec"),
         server(p.get("rsa"), "rsa")
     )
+}
+
+/// The fewest connections warm-up lasts. On every stack measured, the worker's private
+/// RSS climbs by about 1.6 MiB over the first 10,000 connections or so, then stays flat:
+/// 14,568 kB at 8,202 connections and 14,428 kB at 100,001 on the host. What fills up
+/// was not tracked down; it stops by itself, on Debian 12 and 13 alike. With 20 % alone, a 20,000-connection
+/// run would judge that climb as growth.
+const WARM_UP_MIN: u64 = 10_000;
+
+/// Where warm-up ends: 20 % of the run, and no sooner than [`WARM_UP_MIN`].
+fn warm_up(total: usize) -> u64 {
+    (total as u64 / 5).max(WARM_UP_MIN)
 }
 
 /// What nginx's master logs (at notice) for each reload.
@@ -455,22 +468,16 @@ fn soak() -> bool {
     let churn_bad = bad(&churn_log, killed_line.as_deref());
     let reload_lines = churn_log.matches(SIGHUP_LINE).count();
 
-    // RSS: growth of steady's worker from 20 % to 100 % of the run; churn's master.
-    let at = |frac: f64| {
-        samples
-            .iter()
-            .find(|s| s.done as f64 >= frac * total as f64)
-            .unwrap_or(samples.last().unwrap())
-    };
-    let w20 = at(0.2).worker_kb;
-    let w_end = samples.last().unwrap().worker_kb;
-    let w_max = samples
+    // RSS: growth of steady's worker after warm-up; churn's master.
+    let warm = warm_up(total);
+    let after_warm_up: Vec<&Sample> = samples.iter().filter(|s| s.done >= warm).collect();
+    let w_base = after_warm_up.first().map_or(0, |s| s.worker_kb);
+    let w_max = after_warm_up
         .iter()
-        .filter(|s| s.done as f64 >= 0.2 * total as f64)
         .map(|s| s.worker_kb)
         .max()
-        .unwrap_or(w_end);
-    let growth_kb = w_max as i64 - w20 as i64;
+        .unwrap_or(w_base);
+    let growth_kb = w_max as i64 - w_base as i64;
     // Each master (the old one, the new one after the upgrade) from the first sample
     // after its first reload (which allocates the second configuration's memory) on.
     let mut masters: Vec<(u32, u64, u64, usize)> = Vec::new(); // pid, base, max, reloads
@@ -511,9 +518,9 @@ fn soak() -> bool {
         ),
         (
             format!(
-                "steady worker RSS (private: VmRSS less RssShmem) growth from 20 % to 100 %: {growth_kb} kB (<= 1024)"
+                "steady worker RSS (private: VmRSS less RssShmem) growth from connection {warm} (end of warm-up) to the end: {growth_kb} kB (<= 1024)"
             ),
-            growth_kb <= 1024,
+            !after_warm_up.is_empty() && growth_kb <= 1024,
         ),
         (
             format!("steady worker unchanged ({steady_worker} -> {steady_worker_end:?})"),

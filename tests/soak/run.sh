@@ -68,7 +68,8 @@ if [ -n "${SOAK_REPORT:-}" ]; then
     echo "ClientHello, after the client Certificate and in the middle of a 1 MiB response; every"
     echo "reply is checked (status, verify result and override, chain, resumption, ALPN or alert)."
     echo "*steady* (two thirds of the connections) is left alone: its worker's RSS must not grow"
-    echo "by more than 1 MiB from 20 % to 100 % of the run, and its worker must not change."
+    echo "by more than 1 MiB after warm-up (the first 20 % of the run, at least 10,000"
+    echo "connections), and its worker must not change."
     echo "*churn* gets 20 reloads, one binary upgrade and one worker killed with SIGKILL."
     echo
     for stack in "${stacks[@]}"; do
