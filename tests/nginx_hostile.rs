@@ -1028,11 +1028,12 @@ fn main() {
     let total: u64 = stats.inputs.values().sum();
     let rate = total as f64 / elapsed.as_secs_f64();
 
-    // Still serving, same worker, clean log.
+    // Still serving, same worker, clean log (every line written: `finish_expecting`
+    // reads it again and allows only the lines classified here).
     let reply = clients::get(&Request::new(main_port, "/", SslVersion::TLS1_3).sni(ON));
     assert_eq!(reply.status, 200, "{reply:?}");
     let after = nginx.workers();
-    let log = nginx.error_log();
+    let log = nginx.settled_error_log();
     let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     for line in log.lines().filter(|l| l.contains("kct-hostile:")) {
         let msg = line.split("kct-hostile: ").nth(1).unwrap_or("");

@@ -363,6 +363,22 @@ impl Nginx {
         error_log(&self.dir)
     }
 
+    /// The error log once it has stopped growing for a second (at most 30 s): the
+    /// handshakes of clients that just went away end, and log, a little after the
+    /// clients do, more so on a loaded machine.
+    pub fn settled_error_log(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut log = self.error_log();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = self.error_log();
+            if now.len() == log.len() || Instant::now() >= deadline {
+                return now;
+            }
+            log = now;
+        }
+    }
+
     /// Stops nginx (SIGTERM, then SIGKILL) and returns its exit status.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if env_wrapper().is_some() && self.process.running() {
