@@ -376,16 +376,37 @@ fuzz-report:
 	{ echo "<!-- Written by make fuzz-report from <target>/reliability/fuzz-{nginx,parser}.md; do not edit. -->"; \
 	  echo; cat $(RELIABILITY_DIR)/fuzz-nginx.md; echo; cat $(RELIABILITY_DIR)/fuzz-parser.md; } \
 	  > docs/reliability/fuzz.md
+	$(MAKE) reliability
+
+# RELIABILITY.md: the parts the tools wrote into docs/reliability/ (make soak, make
+# fuzz-report, make memory-report), put together. Each of those targets ends with it.
+RELIABILITY_PARTS := docs/reliability/soak.md docs/reliability/fuzz.md docs/reliability/memory.md
+.PHONY: reliability memory-report
+reliability:
+	@for f in $(RELIABILITY_PARTS); do test -s $$f || { echo "$$f is missing"; exit 1; }; done
+	{ echo "# Reliability"; echo; \
+	  echo "<!-- Put together by make reliability from $(RELIABILITY_PARTS); do not edit. -->"; \
+	  echo; echo "What each part measures, and the command that wrote it, is in its first lines:"; \
+	  echo "the soak (\`make soak\`), hostile ClientHellos and the parser fuzzer (\`make fuzz-nginx\`,"; \
+	  echo "\`make fuzz-parser\`, \`make fuzz-report\`), memory errors and undefined behaviour"; \
+	  echo "(\`make memory-report\`: \`make test-sanitizers\` and \`make test-nginx-valgrind\`)."; \
+	  for f in $(RELIABILITY_PARTS); do echo; sed '/^<!-- .* -->$$/d' $$f; done; } > RELIABILITY.md
+	@echo "wrote RELIABILITY.md"
+memory-report: build
+	@mkdir -p docs/reliability
+	tests/reliability/memory.sh docs/reliability/memory.md; rc=$$?; $(MAKE) reliability; exit $$rc
 
 # Soak (issue 9): real nginx with every API function under mixed load from several client
 # processes, 20 reloads, a binary upgrade and a killed worker (tests/soak.rs). `make soak`:
-# SOAK_CONNECTIONS (100000) on the host, then in the Debian 13 root, writes RELIABILITY.md.
+# SOAK_CONNECTIONS (100000) on the host, then in the Debian 13 root, writes docs/reliability/soak.md
+# and RELIABILITY.md.
 # `make soak-ci`: 20000 on the host, no report (CI runs it after `make test`).
 .PHONY: soak soak-ci
 SOAK_CONNECTIONS ?= 100000
 SOAK_STACKS ?= host trixie
 SOAK_CI_STACKS ?= host
 soak: deps build
-	SOAK_CONNECTIONS=$(SOAK_CONNECTIONS) SOAK_REPORT=RELIABILITY.md tests/soak/run.sh $(SOAK_STACKS)
+	SOAK_CONNECTIONS=$(SOAK_CONNECTIONS) SOAK_REPORT=docs/reliability/soak.md \
+	  tests/soak/run.sh $(SOAK_STACKS); rc=$$?; $(MAKE) reliability; exit $$rc
 soak-ci: deps build
 	SOAK_CONNECTIONS=20000 tests/soak/run.sh $(SOAK_CI_STACKS)

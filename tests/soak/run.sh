@@ -6,9 +6,10 @@
 # host: this machine's nginx; anything else: the nginx of a Debian root of that suite,
 # made once and cached by tests/distro/make-root.sh (KCT_NGINX_ROOT). SOAK_CONNECTIONS
 # (default 100000) and SOAK_CLIENTS go through to the soak. With SOAK_REPORT=<file>, the
-# figures of every stack are written there (RELIABILITY.md for `make soak`), with the
-# command, the date and the versions; never edit that file by hand. Exits non-zero when a
-# stack's soak failed (the report is written anyway, saying so).
+# figures of every stack are written there with the command, the date and the versions
+# (`make soak`: docs/reliability/soak.md, a part of RELIABILITY.md); never edit that file
+# by hand. Exits non-zero when a stack's soak failed (the report is written anyway,
+# saying so).
 set -euo pipefail
 
 [ $# -gt 0 ] || { echo "usage: $0 <host|trixie|sid>..." >&2; exit 2; }
@@ -47,7 +48,7 @@ done
 
 if [ -n "${SOAK_REPORT:-}" ]; then
   {
-    echo "# Reliability: the soak"
+    echo "## The soak"
     echo
     echo "Written by \`tests/soak/run.sh\` (\`make soak\`); do not edit by hand."
     echo
