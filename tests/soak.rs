@@ -24,8 +24,9 @@
 //! a keep-alive connection of churn closed by its server before a response to a request
 //! after the first (a draining worker closes idle keep-alive connections), retried once
 //! on a new connection which then serves every request (`ka-closed-retried`); a failure
-//! on churn that ends within 3 s after the SIGKILL (`killed-worker`: connections the
-//! killed worker held). Nothing else: not on steady, not a wrong answer.
+//! on churn that ends within 3 s after the SIGKILL and is a connection cut off
+//! (`killed-worker`: connections the killed worker held). Nothing else: not on steady, not
+//! a wrong answer.
 
 #[path = "soak/client.rs"]
 mod client;
@@ -150,6 +151,19 @@ const WARM_UP_MIN: u64 = 10_000;
 /// Where warm-up ends: 20 % of the run, and no sooner than [`WARM_UP_MIN`].
 fn warm_up(total: usize) -> u64 {
     (total as u64 / 5).max(WARM_UP_MIN)
+}
+
+/// Whether a failure is a connection cut off (refused, reset, closed, a handshake that
+/// ended with the connection), the only kind a killed worker explains; a wrong answer
+/// never is.
+fn cut_off(detail: &str) -> bool {
+    let detail = match detail.strip_prefix("request ") {
+        Some(rest) => rest.split_once(": ").map_or(rest, |(_, d)| d),
+        None => detail,
+    };
+    ["connect:", "handshake:", "write:", "read", "closed"]
+        .iter()
+        .any(|p| detail.starts_with(p))
 }
 
 /// What nginx's master logs (at notice) for each reload.
@@ -426,7 +440,10 @@ fn soak() -> bool {
                 .entry("churn: session of the old master refused by the new one".into())
                 .or_default() += 1;
             continue;
-        } else if inst == "churn" && kill.is_some_and(|(k, _)| *t >= k && *t <= k + 3000) {
+        } else if inst == "churn"
+            && kill.is_some_and(|(k, _)| *t >= k && *t <= k + 3000)
+            && cut_off(detail)
+        {
             *explained
                 .entry("churn: killed worker's connections".into())
                 .or_default() += 1;

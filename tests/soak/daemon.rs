@@ -6,13 +6,41 @@
 //! subshell that exits 2 s later (nginx is then re-parented) and stays itself as the
 //! process the harness guards. [`Master`] follows the master through `nginx.pid` and
 //! stops every master it knew on Drop (TERM, then KILL), since the re-parented nginx no
-//! longer dies with the harness's process.
+//! longer dies with the harness's process. Should the soak itself be killed, so that no
+//! Drop runs, a watchdog ([`WATCHDOG`]) stops the masters a second later.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `sh -c '( nginx … & sleep 2 ); exec sleep 1000000' sh nginx …`.
 pub const WRAPPER: [&str; 4] = ["sh", "-c", "( \"$@\" & sleep 2 ); exec sleep 1000000", "sh"];
+
+/// Outlives the soak's process (its own process group: a Ctrl-C to the soak does not
+/// reach it) and waits for it to end; then TERMs the masters whose pid files are still
+/// there (gone once Drop has stopped them and removed the directory), if they are nginx.
+const WATCHDOG: &str = r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done
+for f in "$2/nginx.pid" "$2/nginx.pid.oldbin"; do
+  p=$(cat "$f" 2>/dev/null) || continue
+  grep -qs nginx "/proc/$p/cmdline" && kill -TERM "$p"
+done"#;
+
+fn start_watchdog(dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    let spawned = std::process::Command::new("sh")
+        .args(["-c", WATCHDOG, "sh", &std::process::id().to_string()])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!(
+            "soak: no watchdog for {} ({e}): a killed soak leaves nginx running",
+            dir.display()
+        );
+    }
+}
 
 pub struct Master {
     dir: PathBuf,
@@ -58,6 +86,7 @@ impl Master {
             assert!(Instant::now() < deadline, "no {}", pidfile.display());
             std::thread::sleep(Duration::from_millis(50));
         };
+        start_watchdog(dir);
         let master = Master {
             dir: dir.to_path_buf(),
             pid,

@@ -508,7 +508,8 @@ fn spawn(dir: &Path, setup: &Setup) -> ChildGuard {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    let guard = ChildGuard::spawn(&mut command).unwrap_or_else(|e| {
+    // SIGTERM, not SIGKILL, should the test binary die: a master stops its workers then.
+    let guard = ChildGuard::spawn_dying_by(&mut command, libc::SIGTERM).unwrap_or_else(|e| {
         panic!(
             "{} runs: {e}",
             command.get_program().to_string_lossy().into_owned()

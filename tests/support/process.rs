@@ -17,10 +17,16 @@ pub struct ChildGuard {
 /// it dies even when the test binary is killed and no Drop runs. A chain of execs (a
 /// wrapper, `chroot`, `unshare`) keeps the setting.
 pub fn die_with_parent(command: &mut Command) -> &mut Command {
+    die_with_parent_by(command, libc::SIGKILL)
+}
+
+/// [`die_with_parent`] with another signal: SIGTERM for an nginx master, which then
+/// stops its workers (a SIGKILLed master leaves them running).
+pub fn die_with_parent_by(command: &mut Command, signal: libc::c_int) -> &mut Command {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
             Ok(())
         })
     }
@@ -30,6 +36,12 @@ impl ChildGuard {
     /// Spawns `command` (see [`die_with_parent`]) under a guard.
     pub fn spawn(command: &mut Command) -> io::Result<ChildGuard> {
         let child = die_with_parent(command).spawn()?;
+        Ok(ChildGuard::new(child))
+    }
+
+    /// [`ChildGuard::spawn`], the child getting `signal` when the spawning thread ends.
+    pub fn spawn_dying_by(command: &mut Command, signal: libc::c_int) -> io::Result<ChildGuard> {
+        let child = die_with_parent_by(command, signal).spawn()?;
         Ok(ChildGuard::new(child))
     }
 
