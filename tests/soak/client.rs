@@ -464,13 +464,24 @@ pub fn run(plan: Plan) {
             }
             // A resumption attempt: tickets, or session IDs (TLS 1.2 without tickets,
             // the shared cache), with disable_session_reuse on some names.
+            // Across names: a session verified on hca.x.soak offered to another name that
+            // requests a certificate, which must verify anew.
             3 | 4 => {
                 let nosr = (i / 60) % 2 == 1 && !mtls.requests();
+                let cross = (i / 60) % 3 == 2 && mtls.requests() && mtls != Mtls::HelloCa;
                 let mut c = base.clone();
                 c.sni = format!("{}.{}.soak", mtls.label(), if nosr { "nosr" } else { "x" });
                 c.no_ticket = kind == 4 && version == SslVersion::TLS1_2;
-                let first = one_keep(&c, mtls, who, pem, Some(false));
-                let label = if c.no_ticket {
+                let first = if cross {
+                    let mut on_hca = c.clone();
+                    on_hca.sni = format!("{}.x.soak", Mtls::HelloCa.label());
+                    one_keep(&on_hca, Mtls::HelloCa, who, pem, Some(false))
+                } else {
+                    one_keep(&c, mtls, who, pem, Some(false))
+                };
+                let label = if cross {
+                    "resume-cross-name"
+                } else if c.no_ticket {
                     "resume-session-id"
                 } else {
                     "resume-ticket"
@@ -483,7 +494,7 @@ pub fn run(plan: Plan) {
                     Ok(session) => {
                         // Resumable: no certificate requested and no disable_session_reuse,
                         // or requested from client_hello with the CA list.
-                        let want = !nosr && matches!(mtls, Mtls::None | Mtls::HelloCa);
+                        let want = !cross && !nosr && matches!(mtls, Mtls::None | Mtls::HelloCa);
                         c.session = session;
                         let r = one(&c, mtls, who, pem, Some(want));
                         record(&mut cx, inst, label, r);
