@@ -14,11 +14,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openssl::ssl::{
-    HandshakeError, Ssl, SslContext, SslMethod, SslOptions, SslSession, SslStream, SslVerifyMode,
-    SslVersion,
+    HandshakeError, Ssl, SslContext, SslOptions, SslSession, SslStream, SslVersion,
 };
 
-use crate::support::clients::ClientCert;
+use crate::support::clients::{client_context, ClientCert};
 use crate::support::pki::Pki;
 
 /// What the driver hands each client (environment variables).
@@ -142,25 +141,9 @@ struct Conn<'a> {
 }
 
 fn context(c: &Conn) -> SslContext {
-    let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(c.version)).unwrap();
-    ctx.set_max_proto_version(Some(c.version)).unwrap();
-    ctx.set_verify(SslVerifyMode::NONE);
+    let mut ctx = client_context(c.version, c.cert, c.alpn, c.groups);
     if c.no_ticket {
         ctx.set_options(SslOptions::NO_TICKET);
-    }
-    if let Some(id) = c.cert {
-        ctx.set_certificate(&id.cert).unwrap();
-        for extra in &id.chain {
-            ctx.add_extra_chain_cert(extra.clone()).unwrap();
-        }
-        ctx.set_private_key(&id.key).unwrap();
-    }
-    if let Some(alpn) = c.alpn {
-        ctx.set_alpn_protos(alpn).unwrap();
-    }
-    if let Some(groups) = c.groups {
-        ctx.set_groups_list(groups).unwrap();
     }
     ctx.build()
 }

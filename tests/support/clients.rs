@@ -15,7 +15,8 @@ use std::time::Duration;
 use foreign_types::ForeignTypeRef;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
-    Ssl, SslContext, SslMethod, SslRef, SslSession, SslStream, SslVerifyMode, SslVersion,
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslRef, SslSession, SslStream, SslVerifyMode,
+    SslVersion,
 };
 use openssl::stack::StackRef;
 use openssl::x509::{X509Name, X509};
@@ -153,30 +154,42 @@ impl Reply {
     }
 }
 
-/// The TLS handshake of `req` (its request is not sent); `prepare` sees the client `SSL`
-/// just before (e.g. to count its ClientHellos). `Err` with OpenSSL's message.
-pub fn handshake(
-    req: &Request,
-    prepare: impl FnOnce(&mut SslRef),
-) -> Result<SslStream<TcpStream>, String> {
+/// A client context for exactly `version`, that does not verify the server, presenting
+/// `cert` (and its chain) when given, offering `alpn` (wire format) and key shares for
+/// `groups` (e.g. "P-384:X25519", which makes a server without P-384 ask again).
+pub fn client_context(
+    version: SslVersion,
+    cert: Option<&ClientCert>,
+    alpn: Option<&[u8]>,
+    groups: Option<&str>,
+) -> SslContextBuilder {
     let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
-    ctx.set_min_proto_version(Some(req.version)).unwrap();
-    ctx.set_max_proto_version(Some(req.version)).unwrap();
+    ctx.set_min_proto_version(Some(version)).unwrap();
+    ctx.set_max_proto_version(Some(version)).unwrap();
     ctx.set_verify(SslVerifyMode::NONE);
-    if let Some(c) = req.cert {
+    if let Some(c) = cert {
         ctx.set_certificate(&c.cert).unwrap();
         for extra in &c.chain {
             ctx.add_extra_chain_cert(extra.clone()).unwrap();
         }
         ctx.set_private_key(&c.key).unwrap();
     }
-    if let Some(alpn) = req.alpn {
+    if let Some(alpn) = alpn {
         ctx.set_alpn_protos(alpn).unwrap();
     }
-    if let Some(groups) = req.groups {
+    if let Some(groups) = groups {
         ctx.set_groups_list(groups).unwrap();
     }
-    let ctx = ctx.build();
+    ctx
+}
+
+/// The TLS handshake of `req` (its request is not sent); `prepare` sees the client `SSL`
+/// just before (e.g. to count its ClientHellos). `Err` with OpenSSL's message.
+pub fn handshake(
+    req: &Request,
+    prepare: impl FnOnce(&mut SslRef),
+) -> Result<SslStream<TcpStream>, String> {
+    let ctx = client_context(req.version, req.cert, req.alpn, req.groups).build();
     let mut ssl = Ssl::new(&ctx).unwrap();
     if let Some(sni) = req.sni {
         ssl.set_hostname(sni).unwrap();
