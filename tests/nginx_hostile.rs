@@ -332,49 +332,15 @@ impl Rng {
 fn absurd_alpn(rng: &mut Rng) -> (&'static str, Vec<Vec<u8>>) {
     let h2 = b"h2".to_vec();
     let http11 = b"http/1.1".to_vec();
-    let filler = |rng: &mut Rng, len: usize| -> Vec<u8> {
-        (0..len).map(|_| b'a' + rng.below(26) as u8).collect()
-    };
     match rng.below(12) {
         0 => ("empty-name", {
             let mut v = vec![h2.clone(), http11.clone()];
             v.insert(rng.below(3), Vec::new());
             v
         }),
-        1 => ("255-byte-names", {
-            let n = 1 + rng.below(8);
-            let mut v: Vec<Vec<u8>> = (0..n).map(|_| filler(rng, 255)).collect();
-            v.insert(rng.below(n + 1), h2.clone());
-            if rng.chance(50) {
-                v.push(http11.clone());
-            }
-            v
-        }),
-        2 => ("thousands", {
-            // Up to the extension's limit: 2 + list <= 65535.
-            let size = 1 + rng.below(4);
-            let budget = 65533 - 12;
-            let n = (budget / (size + 1)).min(1000 + rng.below(30000));
-            let mut v: Vec<Vec<u8>> = (0..n).map(|_| filler(rng, size)).collect();
-            for _ in 0..1 + rng.below(3) {
-                let at = rng.below(v.len() + 1);
-                v.insert(at, h2.clone());
-            }
-            if rng.chance(50) {
-                let at = rng.below(v.len() + 1);
-                v.insert(at, http11.clone());
-            }
-            v
-        }),
-        3 => ("max-extension", {
-            // Exactly 65535 bytes of extension: 2 + 257 * 255 = 65537 is one too many, so
-            // 254 names of 255 and a last one filling the rest, h2 somewhere.
-            let mut v: Vec<Vec<u8>> = (0..254).map(|_| filler(rng, 255)).collect();
-            let used: usize = 2 + v.iter().map(|n| n.len() + 1).sum::<usize>() + 3;
-            v.push(filler(rng, 65535 - used - 1));
-            v.insert(rng.below(v.len() + 1), h2.clone());
-            v
-        }),
+        1 => ("255-byte-names", long_names(rng)),
+        2 => ("thousands", thousands(rng)),
+        3 => ("max-extension", max_extension(rng)),
         4 => ("duplicates", {
             let n = 2 + rng.below(200);
             (0..n)
@@ -433,6 +399,50 @@ fn absurd_alpn(rng: &mut Rng) -> (&'static str, Vec<Vec<u8>>) {
         }),
         _ => ("empty-list", Vec::new()),
     }
+}
+
+/// Random lowercase letters: a name no server knows.
+fn filler(rng: &mut Rng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| b'a' + rng.below(26) as u8).collect()
+}
+
+/// A few 255-byte names (the most a name can be), h2 among them.
+fn long_names(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let n = 1 + rng.below(8);
+    let mut v: Vec<Vec<u8>> = (0..n).map(|_| filler(rng, 255)).collect();
+    v.insert(rng.below(n + 1), b"h2".to_vec());
+    if rng.chance(50) {
+        v.push(b"http/1.1".to_vec());
+    }
+    v
+}
+
+/// Thousands of short names, h2 once or more among them.
+fn thousands(rng: &mut Rng) -> Vec<Vec<u8>> {
+    // Up to the extension's limit: 2 + list <= 65535.
+    let size = 1 + rng.below(4);
+    let budget = 65533 - 12;
+    let n = (budget / (size + 1)).min(1000 + rng.below(30000));
+    let mut v: Vec<Vec<u8>> = (0..n).map(|_| filler(rng, size)).collect();
+    for _ in 0..1 + rng.below(3) {
+        let at = rng.below(v.len() + 1);
+        v.insert(at, b"h2".to_vec());
+    }
+    if rng.chance(50) {
+        let at = rng.below(v.len() + 1);
+        v.insert(at, b"http/1.1".to_vec());
+    }
+    v
+}
+
+/// Exactly 65535 bytes of extension: 2 + 257 * 255 = 65537 is one too many, so 254 names
+/// of 255 and a last one filling the rest, h2 somewhere.
+fn max_extension(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = (0..254).map(|_| filler(rng, 255)).collect();
+    let used: usize = 2 + v.iter().map(|n| n.len() + 1).sum::<usize>() + 3;
+    v.push(filler(rng, 65535 - used - 1));
+    v.insert(rng.below(v.len() + 1), b"h2".to_vec());
+    v
 }
 
 // Mutations -----------------------------------------------------------------------------
@@ -750,8 +760,25 @@ impl Stats {
 
 /// One random input: returns its kind after sending it and recording the answer.
 fn one_input(rng: &mut Rng, seeds: &Seeds, main: u16, hrr: u16, stats: &mut Stats) {
-    let name_pick = rng.below(NAMES.len() + 2);
-    let sni: Option<Vec<u8>> = match name_pick {
+    let sni = pick_sni(rng);
+    let kind = rng.below(100);
+    let (label, answer, sent) = if kind < 12 {
+        hrr_input(rng, seeds, sni.as_deref(), hrr)
+    } else {
+        main_input(rng, seeds, sni.as_deref(), kind, main)
+    };
+    *stats.inputs.entry(label.clone()).or_default() += 1;
+    *stats.outcomes.entry(answer.label()).or_default() += 1;
+    if let Answer::Tls12 { alpn: Some(p) } = &answer {
+        if p == b"h2" {
+            check_h2(&label, &sent, stats);
+        }
+    }
+}
+
+/// One of the names, none, or a long name that starts like a disabled one.
+fn pick_sni(rng: &mut Rng) -> Option<Vec<u8>> {
+    match rng.below(NAMES.len() + 2) {
         n if n < NAMES.len() => Some(NAMES[n].as_bytes().to_vec()),
         n if n == NAMES.len() => None,
         _ => Some(
@@ -761,93 +788,105 @@ fn one_input(rng: &mut Rng, seeds: &Seeds, main: u16, hrr: u16, stats: &mut Stat
                 .chain((0..rng.below(250)).map(|_| b'x'))
                 .collect(),
         ),
+    }
+}
+
+/// HelloRetryRequest, then a hostile second ClientHello: (label, answer, second hello).
+fn hrr_input(
+    rng: &mut Rng,
+    seeds: &Seeds,
+    sni: Option<&[u8]>,
+    hrr: u16,
+) -> (String, Answer, Vec<u8>) {
+    let (_, seed) = &seeds.all[*rng.pick(&seeds.hrr)];
+    let mut first = seed.clone();
+    first.sni(sni);
+    let mut tcp = connect(hrr);
+    if tcp.write_all(&records(&first.encode(), 0x0301)).is_err() {
+        return ("hrr (first refused)".to_string(), Answer::Reset, Vec::new());
+    }
+    match read_answer(&mut tcp) {
+        Answer::Hrr => {
+            let mut second = first.clone();
+            second.set(EXT_KEY_SHARE, seeds.p256_share.clone());
+            let (what, msg) = if rng.chance(35) {
+                let (what, names) = absurd_alpn(rng);
+                second.set(wire::EXTENSION_ALPN, alpn_ext(&names));
+                (what, second.encode())
+            } else {
+                mutate(rng, &second, seeds)
+            };
+            let answer = if tcp.write_all(&records(&msg, 0x0303)).is_err() {
+                Answer::Reset
+            } else {
+                let _ = tcp.shutdown(Shutdown::Write);
+                read_answer(&mut tcp)
+            };
+            (format!("hrr second: {what}"), answer, msg)
+        }
+        other => ("hrr (no HRR)".to_string(), other, Vec::new()),
+    }
+}
+
+/// A psk, absurd-ALPN or mutated ClientHello to the main port (by `kind`, 12..100):
+/// (label, answer, hello).
+fn main_input(
+    rng: &mut Rng,
+    seeds: &Seeds,
+    sni: Option<&[u8]>,
+    kind: usize,
+    main: u16,
+) -> (String, Answer, Vec<u8>) {
+    let psk = kind < 27;
+    let (_, seed) = if psk {
+        &seeds.all[seeds.psk]
+    } else {
+        &seeds.all[rng.below(seeds.all.len())]
     };
-    let kind = rng.below(100);
-    let (label, answer, sent) = if kind < 12 {
-        // HelloRetryRequest, then a hostile second ClientHello.
-        let (_, seed) = &seeds.all[*rng.pick(&seeds.hrr)];
-        let mut first = seed.clone();
-        first.sni(sni.as_deref());
-        let mut tcp = connect(hrr);
-        if tcp.write_all(&records(&first.encode(), 0x0301)).is_err() {
-            ("hrr (first refused)".to_string(), Answer::Reset, Vec::new())
+    let mut h = seed.clone();
+    h.sni(sni);
+    let (what, msg) = if kind >= 70 {
+        let (what, names) = absurd_alpn(rng);
+        h.set(wire::EXTENSION_ALPN, alpn_ext(&names));
+        if rng.chance(30) {
+            ("alpn+mutation", mutate(rng, &h, seeds).1)
         } else {
-            match read_answer(&mut tcp) {
-                Answer::Hrr => {
-                    let mut second = first.clone();
-                    second.set(EXT_KEY_SHARE, seeds.p256_share.clone());
-                    let (what, msg) = if rng.chance(35) {
-                        let (what, names) = absurd_alpn(rng);
-                        second.set(wire::EXTENSION_ALPN, alpn_ext(&names));
-                        (what, second.encode())
-                    } else {
-                        mutate(rng, &second, seeds)
-                    };
-                    let answer = if tcp.write_all(&records(&msg, 0x0303)).is_err() {
-                        Answer::Reset
-                    } else {
-                        let _ = tcp.shutdown(Shutdown::Write);
-                        read_answer(&mut tcp)
-                    };
-                    (format!("hrr second: {what}"), answer, msg)
-                }
-                other => ("hrr (no HRR)".to_string(), other, Vec::new()),
-            }
+            (what, h.encode())
         }
     } else {
-        let psk = kind < 27;
-        let (_, seed) = if psk {
-            &seeds.all[seeds.psk]
-        } else {
-            &seeds.all[rng.below(seeds.all.len())]
-        };
-        let mut h = seed.clone();
-        h.sni(sni.as_deref());
-        let (what, msg) = if kind >= 70 {
-            let (what, names) = absurd_alpn(rng);
-            h.set(wire::EXTENSION_ALPN, alpn_ext(&names));
-            if rng.chance(30) {
-                ("alpn+mutation", mutate(rng, &h, seeds).1)
-            } else {
-                (what, h.encode())
-            }
-        } else {
-            mutate(rng, &h, seeds)
-        };
-        let prefix = if psk {
-            "psk"
-        } else if kind >= 70 {
-            "alpn"
-        } else {
-            "mutation"
-        };
-        (format!("{prefix}: {what}"), send_one(main, &msg), msg)
+        mutate(rng, &h, seeds)
     };
-    *stats.inputs.entry(label.clone()).or_default() += 1;
-    *stats.outcomes.entry(answer.label()).or_default() += 1;
-    if let Answer::Tls12 { alpn: Some(p) } = &answer {
-        if p == b"h2" {
-            match sni_of(&sent) {
-                Ok(Some(n)) if disabled(&n) => {
-                    if stats.violations.len() < 20 {
-                        stats.violations.push(format!(
-                            "{label}: h2 selected for {} ({} bytes: {})",
-                            String::from_utf8_lossy(&n),
-                            sent.len(),
-                            hex(&sent[..sent.len().min(400)])
-                        ));
-                    }
-                }
-                Ok(_) => {}
-                Err(()) => {
-                    *stats
-                        .outcomes
-                        .entry("h2 with unparsable SNI".into())
-                        .or_default() += 1;
-                    if std::env::var_os("HOSTILE_SHOW_UNPARSED").is_some() {
-                        eprintln!("{label}: h2, SNI not parsed: {}", hex(&sent));
-                    }
-                }
+    let prefix = if psk {
+        "psk"
+    } else if kind >= 70 {
+        "alpn"
+    } else {
+        "mutation"
+    };
+    (format!("{prefix}: {what}"), send_one(main, &msg), msg)
+}
+
+/// A TLS 1.2 ServerHello selected h2 for `sent`: a violation when its name disables h2.
+fn check_h2(label: &str, sent: &[u8], stats: &mut Stats) {
+    match sni_of(sent) {
+        Ok(Some(n)) if disabled(&n) => {
+            if stats.violations.len() < 20 {
+                stats.violations.push(format!(
+                    "{label}: h2 selected for {} ({} bytes: {})",
+                    String::from_utf8_lossy(&n),
+                    sent.len(),
+                    hex(&sent[..sent.len().min(400)])
+                ));
+            }
+        }
+        Ok(_) => {}
+        Err(()) => {
+            *stats
+                .outcomes
+                .entry("h2 with unparsable SNI".into())
+                .or_default() += 1;
+            if std::env::var_os("HOSTILE_SHOW_UNPARSED").is_some() {
+                eprintln!("{label}: h2, SNI not parsed: {}", hex(sent));
             }
         }
     }
@@ -943,23 +982,116 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn main() {
-    // `cargo test -- --list` and filters: one test, named like the file.
+    if !selected() {
+        return;
+    }
+    let cfg = Config::from_env();
+    let nginx = start_nginx();
+    let (main_port, hrr_port) = (nginx.port(MAIN), nginx.port(HRR));
+    let workers = nginx.workers();
+    let seeds = seeds();
+    println!(
+        "nginx {:?}, worker(s) {workers:?}; {} seeds; {} inputs max, {} s max, {} threads",
+        nginx::nginx_version(),
+        seeds.all.len(),
+        if cfg.limit == u64::MAX {
+            "no".to_string()
+        } else {
+            cfg.limit.to_string()
+        },
+        cfg.seconds,
+        cfg.threads,
+    );
+
+    // Real handshakes first: the exact expectations, on a fresh worker.
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let mut rng = Rng::new(cfg.base_seed ^ 0xA1);
+    let rounds = if cfg.full { 200 } else { 25 };
+    openssl_handshakes(main_port, &mut rng, rounds, &mut stats);
+    let handshake_time = started.elapsed();
+
+    let (inputs, elapsed) = run_inputs(&cfg, &seeds, main_port, hrr_port);
+    stats.merge(inputs);
+    let total: u64 = stats.inputs.values().sum();
+    let rate = total as f64 / elapsed.as_secs_f64();
+
+    // Still serving, same worker, clean log (every line written: `finish_expecting`
+    // reads it again and allows only the lines classified here).
+    let reply = clients::get(&Request::new(main_port, "/", SslVersion::TLS1_3).sni(ON));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let after = nginx.workers();
+    let log = nginx.settled_error_log();
+    let warnings = library_warnings(&log);
+    let (refused, expected) = openssl_refusals(&log);
+
+    let report = markdown(
+        &stats,
+        &warnings,
+        &refused,
+        total,
+        rate,
+        elapsed,
+        handshake_time,
+        &workers,
+        &after,
+        cfg.threads,
+    );
+    println!("{report}");
+    write_report(&report, cfg.full);
+
+    assert!(
+        stats.violations.is_empty(),
+        "h2 selected where disabled:\n{}",
+        stats.violations.join("\n")
+    );
+    assert_eq!(workers, after, "the worker changed during the run:\n{log}");
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    nginx.finish_expecting(&expected);
+    println!(
+        "hostile_client_hellos: ok ({total} inputs in {:.1} s)",
+        elapsed.as_secs_f64()
+    );
+}
+
+/// Whether this run is wanted: `cargo test -- --list` and filters see one test, named
+/// like the file.
+fn selected() -> bool {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         println!("hostile_client_hellos: test");
-        return;
+        return false;
     }
-    if let Some(filter) = args.iter().find(|a| !a.starts_with('-')) {
-        if !"hostile_client_hellos".contains(filter.as_str()) {
-            return;
+    match args.iter().find(|a| !a.starts_with('-')) {
+        Some(filter) => "hostile_client_hellos".contains(filter.as_str()),
+        None => true,
+    }
+}
+
+/// The run's knobs (see the module's documentation).
+struct Config {
+    /// The full run (`make fuzz-nginx`), not `cargo test`'s smoke run.
+    full: bool,
+    limit: u64,
+    seconds: u64,
+    threads: usize,
+    base_seed: u64,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let full = env_u64("HOSTILE_INPUTS").is_some() || env_u64("HOSTILE_SECONDS").is_some();
+        Config {
+            full,
+            limit: env_u64("HOSTILE_INPUTS").unwrap_or(if full { u64::MAX } else { 5000 }),
+            seconds: env_u64("HOSTILE_SECONDS").unwrap_or(if full { 3600 } else { 15 }),
+            threads: env_u64("HOSTILE_THREADS").unwrap_or(6) as usize,
+            base_seed: env_u64("HOSTILE_SEED").unwrap_or(0x6b63_7431),
         }
     }
-    let full = env_u64("HOSTILE_INPUTS").is_some() || env_u64("HOSTILE_SECONDS").is_some();
-    let limit = env_u64("HOSTILE_INPUTS").unwrap_or(if full { u64::MAX } else { 5000 });
-    let seconds = env_u64("HOSTILE_SECONDS").unwrap_or(if full { 3600 } else { 15 });
-    let threads = env_u64("HOSTILE_THREADS").unwrap_or(6) as usize;
-    let base_seed = env_u64("HOSTILE_SEED").unwrap_or(0x6b63_7431);
+}
 
+fn start_nginx() -> Nginx {
     let server = Pki::get("hostile-server", KeyKind::EcdsaP256);
     let clients_ca = Pki::get("hostile-clients", KeyKind::EcdsaP256);
     let mut files = nginx::server_files(server);
@@ -980,32 +1112,21 @@ fn main() {
         worker_connections: 1024,
         ..Setup::default()
     };
-    let nginx = Nginx::start_with("hostile", &setup, &[MAIN, HRR], &files, &http);
-    let (main_port, hrr_port) = (nginx.port(MAIN), nginx.port(HRR));
-    let workers = nginx.workers();
-    let seeds = seeds();
-    println!(
-        "nginx {:?}, worker(s) {workers:?}; {} seeds; {} inputs max, {seconds} s max, {threads} threads",
-        nginx::nginx_version(),
-        seeds.all.len(),
-        if limit == u64::MAX { "no".to_string() } else { limit.to_string() },
-    );
+    Nginx::start_with("hostile", &setup, &[MAIN, HRR], &files, &http)
+}
 
-    // Real handshakes first: the exact expectations, on a fresh worker.
+/// Random inputs from `threads` threads until the limit or the time is up; their stats
+/// and how long they took.
+fn run_inputs(cfg: &Config, seeds: &Seeds, main_port: u16, hrr_port: u16) -> (Stats, Duration) {
     let started = Instant::now();
-    let mut stats = Stats::default();
-    let mut rng = Rng::new(base_seed ^ 0xA1);
-    openssl_handshakes(main_port, &mut rng, if full { 200 } else { 25 }, &mut stats);
-    let handshake_time = started.elapsed();
-
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
+    let deadline = started + Duration::from_secs(cfg.seconds);
+    let (full, limit, base_seed) = (cfg.full, cfg.limit, cfg.base_seed);
     let next = AtomicU64::new(0);
     let done = AtomicUsize::new(0);
     let merged = Mutex::new(Stats::default());
     std::thread::scope(|s| {
-        for t in 0..threads {
-            let (seeds, next, done, merged) = (&seeds, &next, &done, &merged);
+        for t in 0..cfg.threads {
+            let (next, done, merged) = (&next, &done, &merged);
             s.spawn(move || {
                 let mut local = Stats::default();
                 let mut rng = Rng::new(base_seed.wrapping_add(t as u64 * 7919));
@@ -1024,27 +1145,26 @@ fn main() {
         }
     });
     let elapsed = started.elapsed();
-    stats.merge(merged.into_inner().unwrap());
-    let total: u64 = stats.inputs.values().sum();
-    let rate = total as f64 / elapsed.as_secs_f64();
+    (merged.into_inner().unwrap(), elapsed)
+}
 
-    // Still serving, same worker, clean log (every line written: `finish_expecting`
-    // reads it again and allows only the lines classified here).
-    let reply = clients::get(&Request::new(main_port, "/", SslVersion::TLS1_3).sni(ON));
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let after = nginx.workers();
-    let log = nginx.settled_error_log();
+/// The library's errors the Lua handlers logged, by message.
+fn library_warnings(log: &str) -> BTreeMap<String, u64> {
     let mut warnings: BTreeMap<String, u64> = BTreeMap::new();
     for line in log.lines().filter(|l| l.contains("kct-hostile:")) {
         let msg = line.split("kct-hostile: ").nth(1).unwrap_or("");
         let msg = msg.split(", client:").next().unwrap_or(msg).to_string();
         *warnings.entry(msg).or_default() += 1;
     }
+    warnings
+}
 
-    // nginx logs a handshake that OpenSSL refused at `crit` unless the reason is on its
-    // own list of client errors (`ngx_ssl_connection_error`; nginx 1.22's list is short):
-    // those are counted, by reason, and are the only `crit` lines allowed. One that says
-    // `internal error` or `callback failed` could be ours, and is not allowed.
+/// nginx logs a handshake that OpenSSL refused at `crit` unless the reason is on its
+/// own list of client errors (`ngx_ssl_connection_error`; nginx 1.22's list is short):
+/// those are counted, by reason, and are the only `crit` lines allowed. One that says
+/// `internal error` or `callback failed` could be ours, and is not allowed.
+/// Returns the counts and the distinct texts to allow.
+fn openssl_refusals(log: &str) -> (BTreeMap<String, u64>, Vec<String>) {
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let mut expected: Vec<String> = Vec::new();
     for line in log.lines().filter(|l| l.contains("[crit]")) {
@@ -1069,20 +1189,11 @@ fn main() {
             expected.push(text.to_string());
         }
     }
+    (refused, expected)
+}
 
-    let report = markdown(
-        &stats,
-        &warnings,
-        &refused,
-        total,
-        rate,
-        elapsed,
-        handshake_time,
-        &workers,
-        &after,
-        threads,
-    );
-    println!("{report}");
+/// Writes the Markdown fragment where `HOSTILE_REPORT` says, or under the target dir.
+fn write_report(report: &str, full: bool) {
     let out = std::env::var_os("HOSTILE_REPORT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -1095,21 +1206,8 @@ fn main() {
             target_dir().join("reliability").join(file)
         });
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    std::fs::write(&out, &report).unwrap();
+    std::fs::write(&out, report).unwrap();
     println!("wrote {}", out.display());
-
-    assert!(
-        stats.violations.is_empty(),
-        "h2 selected where disabled:\n{}",
-        stats.violations.join("\n")
-    );
-    assert_eq!(workers, after, "the worker changed during the run:\n{log}");
-    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-    nginx.finish_expecting(&expected);
-    println!(
-        "hostile_client_hellos: ok ({total} inputs in {:.1} s)",
-        elapsed.as_secs_f64()
-    );
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -36,9 +36,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::nginx::{self, listen_http2, Nginx, Ports, Setup};
@@ -214,7 +216,7 @@ struct Sample {
     reloads: usize,
 }
 
-fn files() -> (Vec<(&'static str, Vec<u8>)>, std::path::PathBuf) {
+fn files() -> (Vec<(&'static str, Vec<u8>)>, PathBuf) {
     let ec = Pki::new("soak server ec", KeyKind::EcdsaP256);
     let rsa = Pki::new("soak server rsa", KeyKind::Rsa2048);
     let client = Pki::new("soak client", KeyKind::Rsa2048);
@@ -239,17 +241,65 @@ fn files() -> (Vec<(&'static str, Vec<u8>)>, std::path::PathBuf) {
     )
 }
 
+/// The failures are classified before the instances stop, the checks after: only a
+/// stopped nginx has written its whole error log.
 fn soak() -> bool {
-    let total = env_or("SOAK_CONNECTIONS", 100_000);
-    let clients = env_or("SOAK_CLIENTS", 4).max(1);
-    let reloads = env_or("SOAK_RELOADS", 20);
-    let stack = match nginx::nginx_root() {
-        Some(r) => format!(
-            "Debian root {}",
-            r.file_name().unwrap_or_default().to_string_lossy()
-        ),
-        None => "host".to_string(),
-    };
+    let cfg = Config::from_env();
+    let mut inst = prepare(&cfg);
+    let obs = drive(&cfg, &mut inst);
+    let classified = classify(&obs.failures, &obs.events);
+    let logs = stop(&mut inst, &obs.events);
+    let rss = rss(cfg.total, &obs.samples);
+    let checks = judge(&cfg, &inst, &obs, &classified, &logs, &rss);
+    let passed = checks.iter().all(|(_, ok)| *ok);
+    let out = report(&cfg, &obs, &classified, &logs, &checks, passed);
+    println!("{out}");
+    if let Ok(path) = std::env::var("SOAK_OUT") {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&inst.pki_dir);
+    passed
+}
+
+/// The run's knobs (see the module's documentation).
+struct Config {
+    total: usize,
+    clients: usize,
+    reloads: usize,
+    /// Where nginx runs, as the report names it.
+    stack: String,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let stack = match nginx::nginx_root() {
+            Some(r) => format!(
+                "Debian root {}",
+                r.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            None => "host".to_string(),
+        };
+        Config {
+            total: env_or("SOAK_CONNECTIONS", 100_000),
+            clients: env_or("SOAK_CLIENTS", 4).max(1),
+            reloads: env_or("SOAK_RELOADS", 20),
+            stack,
+        }
+    }
+}
+
+/// The two nginx instances under test. `churn` comes before `steady`: fields drop in
+/// order, and churn is the one to go first.
+struct Instances {
+    churn_master: daemon::Master,
+    churn: Nginx,
+    steady: Nginx,
+    /// Steady's worker at the start: it must be the only one at the end.
+    steady_worker: u32,
+    pki_dir: PathBuf,
+}
+
+fn prepare(cfg: &Config) -> Instances {
     let (files, pki_dir) = files();
     let init = |name: &str| format!("SOAK_DIR = \"{}\"\n{LUA}", nginx::temp_dir(name).display());
     let (init_steady, init_churn) = (init("soak-steady"), init("soak-churn"));
@@ -268,142 +318,210 @@ fn soak() -> bool {
         ..steady_setup
     };
     let churn = Nginx::start_with("soak-churn", &churn_setup, &["ec", "rsa"], &files, &http);
-    let mut churn_master = daemon::Master::new(&churn.dir);
+    let churn_master = daemon::Master::new(&churn.dir);
     let steady_master = steady.pid();
     let steady_worker = steady.worker();
     let churn_first_worker = churn_master.worker();
     println!(
-        "soak on {stack}: {total} connections, {clients} client processes; steady master {steady_master} worker {steady_worker}, churn master {} worker {churn_first_worker}",
-        churn_master.pid
+        "soak on {}: {} connections, {} client processes; steady master {steady_master} worker {steady_worker}, churn master {} worker {churn_first_worker}",
+        cfg.stack, cfg.total, cfg.clients, churn_master.pid
     );
+    Instances {
+        churn_master,
+        churn,
+        steady,
+        steady_worker,
+        pki_dir,
+    }
+}
 
+/// What the client processes print, gathered by one reader thread per process.
+#[derive(Default)]
+struct Reports {
+    progress: AtomicU64,
+    failures: Mutex<Vec<Failure>>,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Reads one client's stdout to its end (see tests/soak/client.rs for the lines).
+fn read_reports(stdout: ChildStdout, reports: &Reports) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let mut parts = line.splitn(2, ' ');
+        match (parts.next(), parts.next()) {
+            (Some("P"), Some(n)) => {
+                reports
+                    .progress
+                    .fetch_add(n.parse().unwrap_or(0), Ordering::Relaxed);
+            }
+            (Some("C"), Some(rest)) => {
+                let (k, n) = rest.rsplit_once(' ').unwrap();
+                *reports
+                    .counts
+                    .lock()
+                    .unwrap()
+                    .entry(k.to_string())
+                    .or_default() += n.parse::<u64>().unwrap();
+            }
+            (Some("F"), Some(rest)) => {
+                let mut f = rest.splitn(4, ' ');
+                let t = f.next().unwrap_or("0").parse().unwrap_or(0);
+                let inst = f.next().unwrap_or("").to_string();
+                let kind = f.next().unwrap_or("").to_string();
+                let detail = f.next().unwrap_or("").to_string();
+                reports
+                    .failures
+                    .lock()
+                    .unwrap()
+                    .push((t, inst, kind, detail));
+            }
+            _ => eprintln!("client: {line}"),
+        }
+    }
+}
+
+/// Starts the client processes (this binary, re-executed), each with its share of the
+/// connections, and a reader thread for each.
+fn spawn_clients(
+    cfg: &Config,
+    inst: &Instances,
+    reports: &Arc<Reports>,
+) -> (Vec<ChildGuard>, Vec<JoinHandle<()>>) {
     let instances = format!(
         "steady:{}:{},churn:{}:{}",
-        steady.port("ec"),
-        steady.port("rsa"),
-        churn.port("ec"),
-        churn.port("rsa")
+        inst.steady.port("ec"),
+        inst.steady.port("rsa"),
+        inst.churn.port("ec"),
+        inst.churn.port("rsa")
     );
-    let progress = Arc::new(AtomicU64::new(0));
-    let failures: Arc<Mutex<Vec<Failure>>> = Arc::default();
-    let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let exe = std::env::current_exe().unwrap();
-    let start = Instant::now();
     let mut procs = Vec::new();
     let mut readers = Vec::new();
-    for index in 0..clients {
-        let share = total / clients + usize::from(index < total % clients);
+    for index in 0..cfg.clients {
+        let share = cfg.total / cfg.clients + usize::from(index < cfg.total % cfg.clients);
         let mut command = Command::new(&exe);
         command
             .env("SOAK_CLIENT", index.to_string())
             .env("SOAK_CLIENT_CONNECTIONS", share.to_string())
-            .env("SOAK_PKI", &pki_dir)
+            .env("SOAK_PKI", &inst.pki_dir)
             .env("SOAK_INSTANCES", &instances)
             .stdout(Stdio::piped());
         let mut guard = ChildGuard::spawn(&mut command).expect("client process");
         let stdout = guard.child_mut().stdout.take().unwrap();
-        let (progress, failures, counts) = (progress.clone(), failures.clone(), counts.clone());
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let mut parts = line.splitn(2, ' ');
-                match (parts.next(), parts.next()) {
-                    (Some("P"), Some(n)) => {
-                        progress.fetch_add(n.parse().unwrap_or(0), Ordering::Relaxed);
-                    }
-                    (Some("C"), Some(rest)) => {
-                        let (k, n) = rest.rsplit_once(' ').unwrap();
-                        *counts.lock().unwrap().entry(k.to_string()).or_default() +=
-                            n.parse::<u64>().unwrap();
-                    }
-                    (Some("F"), Some(rest)) => {
-                        let mut f = rest.splitn(4, ' ');
-                        let t = f.next().unwrap_or("0").parse().unwrap_or(0);
-                        let inst = f.next().unwrap_or("").to_string();
-                        let kind = f.next().unwrap_or("").to_string();
-                        let detail = f.next().unwrap_or("").to_string();
-                        failures.lock().unwrap().push((t, inst, kind, detail));
-                    }
-                    _ => eprintln!("client: {line}"),
-                }
-            }
-        }));
+        let reports = reports.clone();
+        readers.push(std::thread::spawn(move || read_reports(stdout, &reports)));
         procs.push(guard);
     }
+    (procs, readers)
+}
 
-    // Events on churn at fractions of the run: reloads spread over it, the upgrade at
-    // 45 %, the kill at 70 %.
+/// When the events on churn fire, as fractions of the run: reloads spread over it, the
+/// upgrade at 45 %, the kill at 70 %.
+fn schedule(reloads: usize) -> Vec<(f64, &'static str)> {
     let mut events: Vec<(f64, &str)> = (0..reloads)
         .map(|r| ((r as f64 + 1.0) / (reloads as f64 + 2.0), "reload"))
         .collect();
     events.push((0.45, "upgrade"));
     events.push((0.70, "kill"));
     events.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
-    let mut events = events.into_iter().peekable();
-    let mut log: Vec<String> = Vec::new();
+    events
+}
+
+/// What happened on churn: the explanations and the checks depend on it.
+#[derive(Default)]
+struct Events {
+    /// The upgrade's and the kill's outcome, for the report.
+    log: Vec<String>,
+    /// (unix ms, pid) of the killed worker.
+    kill: Option<(u128, u32)>,
+    /// Unix ms before and after the upgrade.
+    upgrade_at: Option<(u128, u128)>,
+    upgrade_ok: Option<bool>,
+    reloads_done: usize,
+}
+
+impl Events {
+    fn fire(&mut self, what: &str, inst: &mut Instances) {
+        match what {
+            "reload" => self.reload(inst),
+            "upgrade" => self.upgrade(&mut inst.churn_master),
+            _ => self.kill(&inst.churn_master),
+        }
+    }
+
+    fn reload(&mut self, inst: &Instances) {
+        // One at a time: signals sent before the master handled the last
+        // one coalesce. Wait (up to 10 s) for its line in the log.
+        let seen = |n: &Nginx| n.error_log().matches(SIGHUP_LINE).count();
+        let before = seen(&inst.churn);
+        inst.churn_master.signal(libc::SIGHUP);
+        self.reloads_done += 1;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen(&inst.churn) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn upgrade(&mut self, master: &mut daemon::Master) {
+        let t0 = now_ms();
+        let r = master.upgrade();
+        self.upgrade_at = Some((t0, now_ms()));
+        self.log.push(match &r {
+            Ok(s) => s.clone(),
+            Err(e) => format!("upgrade FAILED: {e}"),
+        });
+        self.upgrade_ok = Some(r.is_ok());
+    }
+
+    fn kill(&mut self, master: &daemon::Master) {
+        let w = master.worker();
+        // SAFETY: a signal to a pid read from /proc as the master's child.
+        unsafe { libc::kill(w as i32, libc::SIGKILL) };
+        self.kill = Some((now_ms(), w));
+        let replaced = master.wait_worker_other_than(w, Duration::from_secs(10));
+        self.log.push(match replaced {
+            Some(n) => format!("worker {w} killed (SIGKILL), replaced by {n}"),
+            None => format!("worker {w} killed (SIGKILL), NOT replaced in 10 s"),
+        });
+    }
+}
+
+/// The raw observations of a run, judged afterwards.
+struct Observations {
+    samples: Vec<Sample>,
+    events: Events,
+    elapsed: f64,
+    client_ok: bool,
+    steady_worker_end: Vec<u32>,
+    failures: Vec<Failure>,
+    counts: BTreeMap<String, u64>,
+    conns: u64,
+}
+
+/// Runs the clients to their end, sampling RSS every 2 s and firing the events on churn
+/// as the connections made pass their fractions.
+fn drive(cfg: &Config, inst: &mut Instances) -> Observations {
+    let reports = Arc::new(Reports::default());
+    let start = Instant::now();
+    let (mut procs, readers) = spawn_clients(cfg, inst, &reports);
+    let mut schedule = schedule(cfg.reloads).into_iter().peekable();
+    let mut events = Events::default();
     let mut samples: Vec<Sample> = Vec::new();
-    let mut kill: Option<(u128, u32)> = None;
-    let mut upgrade_at: Option<(u128, u128)> = None;
-    let mut upgrade_ok = None;
-    let mut reloads_done = 0;
     let mut last_sample = Instant::now() - Duration::from_secs(10);
     loop {
         let running = procs.iter_mut().any(|p| p.try_wait().is_none());
-        let done = progress.load(Ordering::Relaxed);
-        let frac = done as f64 / total as f64;
+        let done = reports.progress.load(Ordering::Relaxed);
+        let frac = done as f64 / cfg.total as f64;
         if last_sample.elapsed() >= Duration::from_secs(2) || !running {
             last_sample = Instant::now();
-            let worker = process::usage(steady_worker);
-            samples.push(Sample {
-                t: start.elapsed().as_secs_f64(),
-                done,
-                worker_kb: worker.private_rss_kb(),
-                worker_rss_kb: worker.rss_kb,
-                master: churn_master.pid,
-                master_kb: process::usage(churn_master.pid).rss_kb,
-                reloads: reloads_done,
-            });
+            samples.push(sample(inst, start, done, events.reloads_done));
         }
         if !running {
             break;
         }
-        while events.peek().is_some_and(|(at, _)| frac >= *at) {
-            let (_, what) = events.next().unwrap();
-            match what {
-                "reload" => {
-                    // One at a time: signals sent before the master handled the last
-                    // one coalesce. Wait (up to 10 s) for its line in the log.
-                    let seen = |n: &Nginx| n.error_log().matches(SIGHUP_LINE).count();
-                    let before = seen(&churn);
-                    churn_master.signal(libc::SIGHUP);
-                    reloads_done += 1;
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while seen(&churn) == before && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-                "upgrade" => {
-                    let t0 = now_ms();
-                    let r = churn_master.upgrade();
-                    upgrade_at = Some((t0, now_ms()));
-                    log.push(match &r {
-                        Ok(s) => s.clone(),
-                        Err(e) => format!("upgrade FAILED: {e}"),
-                    });
-                    upgrade_ok = Some(r.is_ok());
-                }
-                _ => {
-                    let w = churn_master.worker();
-                    // SAFETY: a signal to a pid read from /proc as the master's child.
-                    unsafe { libc::kill(w as i32, libc::SIGKILL) };
-                    kill = Some((now_ms(), w));
-                    let replaced = churn_master.wait_worker_other_than(w, Duration::from_secs(10));
-                    log.push(match replaced {
-                        Some(n) => format!("worker {w} killed (SIGKILL), replaced by {n}"),
-                        None => format!("worker {w} killed (SIGKILL), NOT replaced in 10 s"),
-                    });
-                }
-            }
+        while schedule.peek().is_some_and(|(at, _)| frac >= *at) {
+            let (_, what) = schedule.next().unwrap();
+            events.fire(what, inst);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -414,14 +532,47 @@ fn soak() -> bool {
     let client_ok = procs
         .iter_mut()
         .all(|p| p.try_wait().is_some_and(|s| s.success()));
-    let steady_worker_end = steady.workers();
+    let steady_worker_end = inst.steady.workers();
+    let failures = reports.failures.lock().unwrap().clone();
+    let counts = reports.counts.lock().unwrap().clone();
+    Observations {
+        samples,
+        events,
+        elapsed,
+        client_ok,
+        steady_worker_end,
+        failures,
+        counts,
+        conns: reports.progress.load(Ordering::Relaxed),
+    }
+}
 
-    // Classify failures.
-    let failures = failures.lock().unwrap().clone();
+fn sample(inst: &Instances, start: Instant, done: u64, reloads: usize) -> Sample {
+    let worker = process::usage(inst.steady_worker);
+    Sample {
+        t: start.elapsed().as_secs_f64(),
+        done,
+        worker_kb: worker.private_rss_kb(),
+        worker_rss_kb: worker.rss_kb,
+        master: inst.churn_master.pid,
+        master_kb: process::usage(inst.churn_master.pid).rss_kb,
+        reloads,
+    }
+}
+
+/// The failures, unexplained (by kind) or explained by an event.
+struct Classified {
+    errors: BTreeMap<String, u64>,
+    explained: BTreeMap<String, u64>,
+    /// The first unexplained failures, in full.
+    examples: Vec<String>,
+}
+
+fn classify(failures: &[Failure], events: &Events) -> Classified {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut explained: BTreeMap<String, u64> = BTreeMap::new();
     let mut examples: Vec<String> = Vec::new();
-    for (t, inst, kind, detail) in &failures {
+    for (t, inst, kind, detail) in failures {
         if kind == "ka-closed-retried" {
             *explained
                 .entry(format!("{inst}: keep-alive closed, retried"))
@@ -432,7 +583,9 @@ fn soak() -> bool {
         } else if inst == "churn"
             && kind.starts_with("resume-")
             && detail.starts_with("resumed false")
-            && upgrade_at.is_some_and(|(a, b)| *t >= a && *t <= b + 3000)
+            && events
+                .upgrade_at
+                .is_some_and(|(a, b)| *t >= a && *t <= b + 3000)
         {
             // The new master makes a new shared session cache (the ticket key is a
             // file: tickets survive); a session made by the old one is not found.
@@ -441,7 +594,7 @@ fn soak() -> bool {
                 .or_default() += 1;
             continue;
         } else if inst == "churn"
-            && kill.is_some_and(|(k, _)| *t >= k && *t <= k + 3000)
+            && events.kill.is_some_and(|(k, _)| *t >= k && *t <= k + 3000)
             && cut_off(detail)
         {
             *explained
@@ -455,37 +608,71 @@ fn soak() -> bool {
             examples.push(format!("{inst} {kind}: {detail}"));
         }
     }
+    Classified {
+        errors,
+        explained,
+        examples,
+    }
+}
 
-    // Stop both, then read their logs.
-    let churn_masters = churn_master.stop();
-    drop(churn_master);
-    let churn_log = churn.error_log();
-    let mut steady = steady;
-    let steady_alive = steady.stop().is_some();
-    let steady_log = steady.error_log();
-    let killed_line = kill.map(|(_, w)| format!("worker process {w} exited on signal 9"));
-    let bad = |log: &str, allowed: Option<&str>| -> Vec<String> {
-        log.lines()
-            .filter(|l| {
-                [
-                    "[alert]",
-                    "[crit]",
-                    "[emerg]",
-                    "exited on signal",
-                    "core dumped",
-                ]
-                .iter()
-                .any(|b| l.contains(b))
-            })
-            .filter(|l| !allowed.is_some_and(|a| l.contains(a)))
-            .map(str::to_string)
-            .collect()
-    };
-    let steady_bad = bad(&steady_log, None);
-    let churn_bad = bad(&churn_log, killed_line.as_deref());
-    let reload_lines = churn_log.matches(SIGHUP_LINE).count();
+/// How both instances stopped and what their error logs say.
+struct Logs {
+    churn_masters: Vec<(u32, bool)>,
+    steady_alive: bool,
+    steady_bad: Vec<String>,
+    churn_bad: Vec<String>,
+    reload_lines: usize,
+}
 
-    // RSS: growth of steady's worker after warm-up; churn's master.
+/// Stops both, then reads their logs.
+fn stop(inst: &mut Instances, events: &Events) -> Logs {
+    let churn_masters = inst.churn_master.stop();
+    let churn_log = inst.churn.error_log();
+    let steady_alive = inst.steady.stop().is_some();
+    let steady_log = inst.steady.error_log();
+    let killed_line = events
+        .kill
+        .map(|(_, w)| format!("worker process {w} exited on signal 9"));
+    Logs {
+        churn_masters,
+        steady_alive,
+        steady_bad: bad_lines(&steady_log, None),
+        churn_bad: bad_lines(&churn_log, killed_line.as_deref()),
+        reload_lines: churn_log.matches(SIGHUP_LINE).count(),
+    }
+}
+
+/// The lines of an error log that fail the run, but those containing `allowed`.
+fn bad_lines(log: &str, allowed: Option<&str>) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            [
+                "[alert]",
+                "[crit]",
+                "[emerg]",
+                "exited on signal",
+                "core dumped",
+            ]
+            .iter()
+            .any(|b| l.contains(b))
+        })
+        .filter(|l| !allowed.is_some_and(|a| l.contains(a)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// RSS: growth of steady's worker after warm-up; churn's masters.
+struct Rss {
+    /// Where warm-up ends (connections).
+    warm: u64,
+    /// Whether any sample was taken after warm-up.
+    warmed: bool,
+    growth_kb: i64,
+    master_text: Vec<String>,
+    master_flat: bool,
+}
+
+fn rss(total: usize, samples: &[Sample]) -> Rss {
     let warm = warm_up(total);
     let after_warm_up: Vec<&Sample> = samples.iter().filter(|s| s.done >= warm).collect();
     let w_base = after_warm_up.first().map_or(0, |s| s.worker_kb);
@@ -494,10 +681,27 @@ fn soak() -> bool {
         .map(|s| s.worker_kb)
         .max()
         .unwrap_or(w_base);
-    let growth_kb = w_max as i64 - w_base as i64;
-    // Each master (the old one, the new one after the upgrade) from the first sample
-    // after its first reload (which allocates the second configuration's memory) on.
-    let mut masters: Vec<(u32, u64, u64, usize)> = Vec::new(); // pid, base, max, reloads
+    let masters = masters(samples);
+    let master_text: Vec<String> = masters
+        .iter()
+        .map(|(m, base, max, n)| {
+            format!("master {m}: {base} kB after its first reload, {max} kB max over {n} reloads")
+        })
+        .collect();
+    Rss {
+        warm,
+        warmed: !after_warm_up.is_empty(),
+        growth_kb: w_max as i64 - w_base as i64,
+        master_text,
+        master_flat: !masters.is_empty() && masters.iter().all(|(_, b, m, _)| *m <= b + 1024),
+    }
+}
+
+/// (pid, base, max, reloads) of each master (the old one, the new one after the upgrade)
+/// from the first sample after its first reload (which allocates the second
+/// configuration's memory) on.
+fn masters(samples: &[Sample]) -> Vec<(u32, u64, u64, usize)> {
+    let mut masters = Vec::new();
     for m in samples
         .iter()
         .map(|s| s.master)
@@ -512,93 +716,128 @@ fn soak() -> bool {
             masters.push((m, base.master_kb, max, n));
         }
     }
-    let master_text: Vec<String> = masters
-        .iter()
-        .map(|(m, base, max, n)| {
-            format!("master {m}: {base} kB after its first reload, {max} kB max over {n} reloads")
-        })
-        .collect();
-    let master_flat = !masters.is_empty() && masters.iter().all(|(_, b, m, _)| *m <= b + 1024);
-    let counts = counts.lock().unwrap().clone();
-    let conns: u64 = progress.load(Ordering::Relaxed);
-    let error_total: u64 = errors.values().sum();
+    masters
+}
 
+/// Every check of the run, in the report's order.
+fn judge(
+    cfg: &Config,
+    inst: &Instances,
+    obs: &Observations,
+    classified: &Classified,
+    logs: &Logs,
+    rss: &Rss,
+) -> Vec<(String, bool)> {
+    let error_total: u64 = classified.errors.values().sum();
     let mut checks: Vec<(String, bool)> = vec![
         (
-            format!("{conns} connections made (>= {total})"),
-            conns >= total as u64,
+            format!("{} connections made (>= {})", obs.conns, cfg.total),
+            obs.conns >= cfg.total as u64,
         ),
-        ("client processes exited cleanly".into(), client_ok),
+        ("client processes exited cleanly".into(), obs.client_ok),
         (
             format!("no unexplained failure ({error_total})"),
             error_total == 0,
         ),
+    ];
+    checks.extend(judge_steady(inst.steady_worker, obs, logs, rss));
+    checks.extend(judge_churn(cfg, &obs.events, logs, rss));
+    checks
+}
+
+fn judge_steady(
+    steady_worker: u32,
+    obs: &Observations,
+    logs: &Logs,
+    rss: &Rss,
+) -> Vec<(String, bool)> {
+    let (warm, growth_kb, end) = (rss.warm, rss.growth_kb, &obs.steady_worker_end);
+    vec![
         (
             format!(
                 "steady worker RSS (private: VmRSS less RssShmem) growth from connection {warm} (end of warm-up) to the end: {growth_kb} kB (<= 1024)"
             ),
-            !after_warm_up.is_empty() && growth_kb <= 1024,
+            rss.warmed && growth_kb <= 1024,
         ),
         (
-            format!("steady worker unchanged ({steady_worker} -> {steady_worker_end:?})"),
-            steady_worker_end == vec![steady_worker],
+            format!("steady worker unchanged ({steady_worker} -> {end:?})"),
+            *end == vec![steady_worker],
         ),
-        ("steady nginx alive at the end".into(), steady_alive),
+        ("steady nginx alive at the end".into(), logs.steady_alive),
         (
             format!(
                 "steady error log: no alert/crit/emerg/exit ({} lines)",
-                steady_bad.len()
+                logs.steady_bad.len()
             ),
-            steady_bad.is_empty(),
+            logs.steady_bad.is_empty(),
         ),
+    ]
+}
+
+fn judge_churn(cfg: &Config, events: &Events, logs: &Logs, rss: &Rss) -> Vec<(String, bool)> {
+    let (reloads_done, reload_lines) = (events.reloads_done, logs.reload_lines);
+    let mut checks = vec![
         (
             format!(
                 "churn error log: no alert/crit/emerg/exit but the killed worker's ({} lines)",
-                churn_bad.len()
+                logs.churn_bad.len()
             ),
-            churn_bad.is_empty(),
+            logs.churn_bad.is_empty(),
         ),
         (
             format!("{reloads_done} reloads sent, {reload_lines} SIGHUP lines in churn's log"),
-            reloads_done == reloads && reload_lines >= reloads,
+            reloads_done == cfg.reloads && reload_lines >= cfg.reloads,
         ),
-        ("binary upgrade".into(), upgrade_ok == Some(true)),
+        ("binary upgrade".into(), events.upgrade_ok == Some(true)),
         (
             "killed worker replaced".into(),
-            log.iter().any(|l| l.contains("replaced by")),
+            events.log.iter().any(|l| l.contains("replaced by")),
         ),
         (
             format!(
                 "churn master RSS flat across reloads (growth <= 1024 kB): {}",
-                master_text.join("; ")
+                rss.master_text.join("; ")
             ),
-            master_flat,
+            rss.master_flat,
         ),
     ];
     checks.extend(
-        churn_masters
+        logs.churn_masters
             .iter()
             .map(|(pid, ok)| (format!("churn master {pid} stopped"), *ok)),
     );
-    let passed = checks.iter().all(|(_, ok)| *ok);
+    checks
+}
 
-    // The report.
+/// The run's summary (Markdown), printed and written to `SOAK_OUT`.
+fn report(
+    cfg: &Config,
+    obs: &Observations,
+    classified: &Classified,
+    logs: &Logs,
+    checks: &[(String, bool)],
+    passed: bool,
+) -> String {
     let mut out = String::new();
     let nv = nginx::nginx_version();
     out.push_str(&format!(
-        "### {stack}: nginx {}.{}.{}, {}\n\n",
+        "### {}: nginx {}.{}.{}, {}\n\n",
+        cfg.stack,
         nv.0,
         nv.1,
         nv.2,
         openssl_of_nginx()
     ));
     out.push_str(&format!(
-        "{conns} connections in {elapsed:.1} s ({:.0} connections/s), {clients} client processes; result: **{}**\n\n",
-        conns as f64 / elapsed,
+        "{} connections in {:.1} s ({:.0} connections/s), {} client processes; result: **{}**\n\n",
+        obs.conns,
+        obs.elapsed,
+        obs.conns as f64 / obs.elapsed,
+        cfg.clients,
         if passed { "PASS" } else { "FAIL" }
     ));
     out.push_str("| check | result |\n|---|---|\n");
-    for (what, ok) in &checks {
+    for (what, ok) in checks {
         out.push_str(&format!(
             "| {what} | {} |\n",
             if *ok { "ok" } else { "FAILED" }
@@ -607,34 +846,44 @@ fn soak() -> bool {
     out.push_str(
         "\nConnections by kind (instance/kind: count):\n\n| kind | connections |\n|---|---|\n",
     );
-    for (k, n) in &counts {
+    for (k, n) in &obs.counts {
         out.push_str(&format!("| {k} | {n} |\n"));
     }
     out.push_str("\nErrors by kind (unexplained):\n\n");
-    if errors.is_empty() {
-        out.push_str("none\n");
-    } else {
-        out.push_str("| kind | count |\n|---|---|\n");
-        for (k, n) in &errors {
-            out.push_str(&format!("| {k} | {n} |\n"));
-        }
-    }
+    count_table(&mut out, "kind", &classified.errors);
     out.push_str("\nExplained by a reload, the upgrade or the kill:\n\n");
-    if explained.is_empty() {
+    count_table(&mut out, "what", &classified.explained);
+    report_events(&mut out, &obs.events);
+    report_samples(&mut out, &obs.samples);
+    report_lines(&mut out, classified, logs);
+    out
+}
+
+/// A table of counts under a heading `first`, or "none".
+fn count_table(out: &mut String, first: &str, counts: &BTreeMap<String, u64>) {
+    if counts.is_empty() {
         out.push_str("none\n");
     } else {
-        out.push_str("| what | count |\n|---|---|\n");
-        for (k, n) in &explained {
+        out.push_str(&format!("| {first} | count |\n|---|---|\n"));
+        for (k, n) in counts {
             out.push_str(&format!("| {k} | {n} |\n"));
         }
     }
+}
+
+fn report_events(out: &mut String, events: &Events) {
     out.push_str("\nEvents on churn:\n\n");
-    for l in &log {
+    for l in &events.log {
         out.push_str(&format!("- {l}\n"));
     }
     out.push_str(&format!(
-        "- {reloads_done} reloads (SIGHUP) spread over the run\n"
+        "- {} reloads (SIGHUP) spread over the run\n",
+        events.reloads_done
     ));
+}
+
+/// About a dozen of the samples, and the last.
+fn report_samples(out: &mut String, samples: &[Sample]) {
     out.push_str("\nRSS over time (steady's worker; churn's master):\n\n| t (s) | connections | steady worker private RSS (kB) | its VmRSS (kB) | churn master | its RSS (kB) | reloads so far |\n|---|---|---|---|---|---|---|\n");
     let step = (samples.len() / 12).max(1);
     for (i, s) in samples.iter().enumerate() {
@@ -645,14 +894,18 @@ fn soak() -> bool {
             ));
         }
     }
-    if !examples.is_empty() {
+}
+
+/// The first unexplained failures and the error log lines that failed the run.
+fn report_lines(out: &mut String, classified: &Classified, logs: &Logs) {
+    if !classified.examples.is_empty() {
         out.push_str("\nFirst failures:\n\n```\n");
-        for e in &examples {
+        for e in &classified.examples {
             out.push_str(&format!("{e}\n"));
         }
         out.push_str("```\n");
     }
-    for (name, lines) in [("steady", &steady_bad), ("churn", &churn_bad)] {
+    for (name, lines) in [("steady", &logs.steady_bad), ("churn", &logs.churn_bad)] {
         if !lines.is_empty() {
             out.push_str(&format!("\n{name} error log lines:\n\n```\n"));
             for l in lines.iter().take(20) {
@@ -661,13 +914,6 @@ fn soak() -> bool {
             out.push_str("```\n");
         }
     }
-    println!("{out}");
-    if let Ok(path) = std::env::var("SOAK_OUT") {
-        std::fs::write(&path, &out).unwrap();
-    }
-    let _ = std::fs::remove_dir_all(&pki_dir);
-    drop(churn);
-    passed
 }
 
 /// "OpenSSL x.y.z" as the nginx under test is built and run with (`nginx -V`'s "running

@@ -106,9 +106,8 @@ impl Mtls {
     }
 }
 
+/// What a client reports: counts by kind, and its stdout.
 struct Ctx {
-    trusted: ClientCert,
-    untrusted: ClientCert,
     counts: BTreeMap<String, u64>,
     out: io::Stdout,
 }
@@ -389,168 +388,17 @@ const H2_HTTP11: &[u8] = b"\x02h2\x08http/1.1";
 const H2: &[u8] = b"\x02h2";
 
 pub fn run(plan: Plan) {
-    let dir = Path::new(&plan.pki_dir);
-    let client = Pki::load(dir, "client");
-    let untrusted = Pki::load(dir, "untrusted");
+    let certs = Certs::load(Path::new(&plan.pki_dir));
     let mut cx = Ctx {
-        // Verify depth 0 (Kong's): a trusted client is issued by a CA of the list.
-        trusted: ClientCert {
-            cert: client.direct_leaf.cert.clone(),
-            chain: vec![],
-            key: client.direct_leaf.key.clone(),
-        },
-        untrusted: ClientCert::leaf(&untrusted),
         counts: BTreeMap::new(),
         out: io::stdout(),
     };
-    let trusted_pem = cx.trusted.chain_pem();
-    let untrusted_pem = cx.untrusted.chain_pem();
     let mut done = 0usize;
     let mut i = plan.index * 7919;
     let mut last_progress = 0;
     while done < plan.connections {
         i += 1;
-        // Two in three connections go to the first instance (steady), one to the second.
-        let (inst, ec, rsa) = &plan.instances[if i % 3 == 2 && plan.instances.len() > 1 {
-            1
-        } else {
-            0
-        }];
-        let inst = inst.as_str();
-        let version = VERSIONS[i % 2];
-        let port = if (i / 2) % 2 == 0 { *ec } else { *rsa };
-        let mtls = Mtls::ALL[(i / 4) % 5];
-        let who = [Who::Trusted, Who::Untrusted, Who::Anonymous][(i / 20) % 3];
-        let (cert, pem) = match who {
-            Who::Trusted => (Some(&cx.trusted), Some(trusted_pem.as_str())),
-            Who::Untrusted => (Some(&cx.untrusted), Some(untrusted_pem.as_str())),
-            Who::Anonymous => (None, None),
-        };
-        let cert = cert.cloned();
-        let base = Conn {
-            port,
-            version,
-            sni: format!("{}.x.soak", mtls.label()),
-            cert: cert.as_ref(),
-            session: None,
-            alpn: None,
-            groups: None,
-            no_ticket: false,
-        };
-        let kind = i % 10;
-        let used = match kind {
-            // A full handshake and one request.
-            0..=2 => {
-                let r = one(&base, mtls, who, pem, None);
-                record(&mut cx, inst, "full", r);
-                1
-            }
-            // A resumption attempt: tickets, or session IDs (TLS 1.2 without tickets,
-            // the shared cache), with disable_session_reuse on some names.
-            // Across names: a session verified on hca.x.soak offered to another name that
-            // requests a certificate, which must verify anew.
-            3 | 4 => {
-                let nosr = (i / 60) % 2 == 1 && !mtls.requests();
-                let cross = (i / 60) % 3 == 2 && mtls.requests() && mtls != Mtls::HelloCa;
-                let mut c = base.clone();
-                c.sni = format!("{}.{}.soak", mtls.label(), if nosr { "nosr" } else { "x" });
-                c.no_ticket = kind == 4 && version == SslVersion::TLS1_2;
-                let first = if cross {
-                    let mut on_hca = c.clone();
-                    on_hca.sni = format!("{}.x.soak", Mtls::HelloCa.label());
-                    one_keep(&on_hca, Mtls::HelloCa, who, pem, Some(false))
-                } else {
-                    one_keep(&c, mtls, who, pem, Some(false))
-                };
-                let label = if cross {
-                    "resume-cross-name"
-                } else if c.no_ticket {
-                    "resume-session-id"
-                } else {
-                    "resume-ticket"
-                };
-                match first {
-                    Err(e) => {
-                        record(&mut cx, inst, label, Err(e));
-                        1
-                    }
-                    Ok(session) => {
-                        // Resumable: no certificate requested and no disable_session_reuse,
-                        // or requested from client_hello with the CA list.
-                        let want = !cross && !nosr && matches!(mtls, Mtls::None | Mtls::HelloCa);
-                        c.session = session;
-                        let r = one(&c, mtls, who, pem, Some(want));
-                        record(&mut cx, inst, label, r);
-                        2
-                    }
-                }
-            }
-            // ALPN: h2,http/1.1 / only h2 / nothing, on names with and without
-            // disable_http2_alpn.
-            5 => {
-                let noh2 = (i / 10) % 2 == 0;
-                let offer = [Some(H2_HTTP11), Some(H2), None][(i / 20) % 3];
-                let mut c = base.clone();
-                c.sni = format!("none.{}.soak", if noh2 { "noh2" } else { "x" });
-                c.cert = None;
-                c.alpn = offer;
-                let r = alpn(&c, noh2, offer);
-                record(&mut cx, inst, "alpn", r);
-                1
-            }
-            // A HelloRetryRequest: the client's key share is for a group the server does
-            // not have (P-384); mutual TLS from client_hello.
-            6 => {
-                let mut c = base.clone();
-                c.version = SslVersion::TLS1_3;
-                c.groups = Some("P-384:X25519");
-                let r = one(&c, mtls, who, pem, None);
-                record(&mut cx, inst, "hrr", r);
-                1
-            }
-            // Keep-alive: the chain fetched on every request.
-            7 => {
-                let r = keepalive(&base, mtls, who, pem, 10);
-                match r {
-                    Ok(retried) => {
-                        if retried {
-                            cx.fail(
-                                inst,
-                                "ka-closed-retried",
-                                "keep-alive closed before a response, retried",
-                            );
-                        }
-                        record(&mut cx, inst, "keepalive", Ok(()));
-                    }
-                    Err(e) => record(&mut cx, inst, "keepalive", Err(e)),
-                }
-                1
-            }
-            // Vanishing clients: reset after the ClientHello, after the Certificate.
-            8 => {
-                let at = 1 + (i / 10) % 2;
-                let mut c = base.clone();
-                if at == 2 {
-                    c.cert = Some(&cx.trusted);
-                    c.sni = "hca.x.soak".into();
-                }
-                let r = vanish(&c, at);
-                let label = if at == 1 {
-                    "rst-after-hello"
-                } else {
-                    "rst-after-cert"
-                };
-                record(&mut cx, inst, label, r);
-                1
-            }
-            // Reset in the middle of a 1 MiB response.
-            _ => {
-                let r = mid_response(&base);
-                record(&mut cx, inst, "rst-mid-response", r);
-                1
-            }
-        };
-        done += used;
+        done += connection(&mut cx, &certs, &plan, i);
         if done - last_progress >= 200 {
             let _ = writeln!(cx.out, "P {}", done - last_progress);
             last_progress = done;
@@ -561,6 +409,207 @@ pub fn run(plan: Plan) {
     for (k, n) in counts {
         let _ = writeln!(cx.out, "C {k} {n}");
     }
+}
+
+/// The client certificates the connections present, and the chains the server must
+/// return for them.
+struct Certs {
+    trusted: ClientCert,
+    untrusted: ClientCert,
+    trusted_pem: String,
+    untrusted_pem: String,
+}
+
+impl Certs {
+    fn load(dir: &Path) -> Certs {
+        let client = Pki::load(dir, "client");
+        let untrusted = Pki::load(dir, "untrusted");
+        // Verify depth 0 (Kong's): a trusted client is issued by a CA of the list.
+        let trusted = ClientCert {
+            cert: client.direct_leaf.cert.clone(),
+            chain: vec![],
+            key: client.direct_leaf.key.clone(),
+        };
+        let untrusted = ClientCert::leaf(&untrusted);
+        Certs {
+            trusted_pem: trusted.chain_pem(),
+            untrusted_pem: untrusted.chain_pem(),
+            trusted,
+            untrusted,
+        }
+    }
+}
+
+/// What every kind of connection number `i` shares: where it goes, how the server treats
+/// its name, and what the client presents.
+struct Target<'a> {
+    inst: &'a str,
+    base: Conn<'a>,
+    mtls: Mtls,
+    who: Who,
+    pem: Option<&'a str>,
+}
+
+/// Connection number `i` (two for a resumption): each of its settings and its kind cycle
+/// with `i` at their own period, so every mix of them comes up. Returns the connections
+/// made.
+fn connection(cx: &mut Ctx, certs: &Certs, plan: &Plan, i: usize) -> usize {
+    // Two in three connections go to the first instance (steady), one to the second.
+    let (inst, ec, rsa) = &plan.instances[if i % 3 == 2 && plan.instances.len() > 1 {
+        1
+    } else {
+        0
+    }];
+    let version = VERSIONS[i % 2];
+    let port = if (i / 2) % 2 == 0 { *ec } else { *rsa };
+    let mtls = Mtls::ALL[(i / 4) % 5];
+    let who = [Who::Trusted, Who::Untrusted, Who::Anonymous][(i / 20) % 3];
+    let (cert, pem) = match who {
+        Who::Trusted => (Some(&certs.trusted), Some(certs.trusted_pem.as_str())),
+        Who::Untrusted => (Some(&certs.untrusted), Some(certs.untrusted_pem.as_str())),
+        Who::Anonymous => (None, None),
+    };
+    let t = Target {
+        inst: inst.as_str(),
+        base: Conn {
+            port,
+            version,
+            sni: format!("{}.x.soak", mtls.label()),
+            cert,
+            session: None,
+            alpn: None,
+            groups: None,
+            no_ticket: false,
+        },
+        mtls,
+        who,
+        pem,
+    };
+    match i % 10 {
+        0..=2 => run_full(cx, &t),
+        3 | 4 => run_resume(cx, &t, i),
+        5 => run_alpn(cx, &t, i),
+        6 => run_hrr(cx, &t),
+        7 => run_keepalive(cx, &t),
+        8 => run_vanish(cx, certs, &t, i),
+        _ => run_mid_response(cx, &t),
+    }
+}
+
+/// A full handshake and one request.
+fn run_full(cx: &mut Ctx, t: &Target) -> usize {
+    let r = one(&t.base, t.mtls, t.who, t.pem, None);
+    record(cx, t.inst, "full", r);
+    1
+}
+
+/// A resumption attempt: tickets, or session IDs (TLS 1.2 without tickets, the shared
+/// cache), with disable_session_reuse on some names.
+/// Across names: a session verified on hca.x.soak offered to another name that requests
+/// a certificate, which must verify anew.
+fn run_resume(cx: &mut Ctx, t: &Target, i: usize) -> usize {
+    let (mtls, who, pem) = (t.mtls, t.who, t.pem);
+    let nosr = (i / 60) % 2 == 1 && !mtls.requests();
+    let cross = (i / 60) % 3 == 2 && mtls.requests() && mtls != Mtls::HelloCa;
+    let mut c = t.base.clone();
+    c.sni = format!("{}.{}.soak", mtls.label(), if nosr { "nosr" } else { "x" });
+    c.no_ticket = i % 10 == 4 && c.version == SslVersion::TLS1_2;
+    let first = if cross {
+        let mut on_hca = c.clone();
+        on_hca.sni = format!("{}.x.soak", Mtls::HelloCa.label());
+        one_keep(&on_hca, Mtls::HelloCa, who, pem, Some(false))
+    } else {
+        one_keep(&c, mtls, who, pem, Some(false))
+    };
+    let label = if cross {
+        "resume-cross-name"
+    } else if c.no_ticket {
+        "resume-session-id"
+    } else {
+        "resume-ticket"
+    };
+    match first {
+        Err(e) => {
+            record(cx, t.inst, label, Err(e));
+            1
+        }
+        Ok(session) => {
+            // Resumable: no certificate requested and no disable_session_reuse,
+            // or requested from client_hello with the CA list.
+            let want = !cross && !nosr && matches!(mtls, Mtls::None | Mtls::HelloCa);
+            c.session = session;
+            let r = one(&c, mtls, who, pem, Some(want));
+            record(cx, t.inst, label, r);
+            2
+        }
+    }
+}
+
+/// ALPN: h2,http/1.1 / only h2 / nothing, on names with and without disable_http2_alpn.
+fn run_alpn(cx: &mut Ctx, t: &Target, i: usize) -> usize {
+    let noh2 = (i / 10) % 2 == 0;
+    let offer = [Some(H2_HTTP11), Some(H2), None][(i / 20) % 3];
+    let mut c = t.base.clone();
+    c.sni = format!("none.{}.soak", if noh2 { "noh2" } else { "x" });
+    c.cert = None;
+    c.alpn = offer;
+    let r = alpn(&c, noh2, offer);
+    record(cx, t.inst, "alpn", r);
+    1
+}
+
+/// A HelloRetryRequest: the client's key share is for a group the server does not have
+/// (P-384); mutual TLS from client_hello.
+fn run_hrr(cx: &mut Ctx, t: &Target) -> usize {
+    let mut c = t.base.clone();
+    c.version = SslVersion::TLS1_3;
+    c.groups = Some("P-384:X25519");
+    let r = one(&c, t.mtls, t.who, t.pem, None);
+    record(cx, t.inst, "hrr", r);
+    1
+}
+
+/// Keep-alive: the chain fetched on every request.
+fn run_keepalive(cx: &mut Ctx, t: &Target) -> usize {
+    match keepalive(&t.base, t.mtls, t.who, t.pem, 10) {
+        Ok(retried) => {
+            if retried {
+                cx.fail(
+                    t.inst,
+                    "ka-closed-retried",
+                    "keep-alive closed before a response, retried",
+                );
+            }
+            record(cx, t.inst, "keepalive", Ok(()));
+        }
+        Err(e) => record(cx, t.inst, "keepalive", Err(e)),
+    }
+    1
+}
+
+/// Vanishing clients: reset after the ClientHello, after the Certificate.
+fn run_vanish(cx: &mut Ctx, certs: &Certs, t: &Target, i: usize) -> usize {
+    let at = 1 + (i / 10) % 2;
+    let mut c = t.base.clone();
+    if at == 2 {
+        c.cert = Some(&certs.trusted);
+        c.sni = "hca.x.soak".into();
+    }
+    let r = vanish(&c, at);
+    let label = if at == 1 {
+        "rst-after-hello"
+    } else {
+        "rst-after-cert"
+    };
+    record(cx, t.inst, label, r);
+    1
+}
+
+/// Reset in the middle of a 1 MiB response.
+fn run_mid_response(cx: &mut Ctx, t: &Target) -> usize {
+    let r = mid_response(&t.base);
+    record(cx, t.inst, "rst-mid-response", r);
+    1
 }
 
 fn record(cx: &mut Ctx, inst: &str, label: &str, r: Result<(), String>) {
