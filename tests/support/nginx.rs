@@ -233,6 +233,8 @@ pub struct Nginx {
     process: ChildGuard,
     pub dir: PathBuf,
     pub ports: Ports,
+    /// `master_process on`: the process started is a master, its children the workers.
+    with_master: bool,
 }
 
 /// The server's files: `server.pem` (leaf + intermediate) and `server.key`.
@@ -303,6 +305,7 @@ impl Nginx {
                         process,
                         dir,
                         ports,
+                        with_master: setup.main.contains("master_process on"),
                     })
                 }
                 Err(log) => {
@@ -331,15 +334,15 @@ impl Nginx {
         self.process.id()
     }
 
-    /// The worker processes' pids: the master's children, or with `master_process off` the
-    /// one process. After a reload, old workers may still be listed until they exit.
+    /// The processes that serve: a master's workers (waiting, as [`Nginx::worker`] does,
+    /// for it to have started one), or nginx itself when it runs with `master_process off`.
+    /// After a reload, old workers may still be listed until they exit.
     pub fn workers(&self) -> Vec<u32> {
-        let children = self.process.children();
-        if children.is_empty() {
-            vec![self.pid()]
-        } else {
-            children
+        if !self.with_master {
+            return vec![self.pid()];
         }
+        self.worker();
+        self.process.children()
     }
 
     /// The first worker's pid, waiting (up to 10 s) for a master to have started one.
