@@ -129,6 +129,7 @@ test-distros: build
 # the suite runs ("matrix: N passed, M failed"; a suite counts as passed only when it ran
 # tests and none failed).
 test-matrix: deps build
+	@mkdir -p $(MATRIX_DIR) && git rev-parse --short HEAD > $(MATRIX_DIR)/commit
 	@rc=0; \
 	$(MAKE) test-openssl OPENSSL_LINES=all || rc=1; \
 	$(MAKE) test-distros DISTROS="host trixie sid" || rc=1; \
