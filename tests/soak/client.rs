@@ -7,7 +7,7 @@
 //!   a reload, the upgrade or the killed worker explains);
 //! - `C <kind> <n>` at the end: connections made, by kind of check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -17,7 +17,7 @@ use openssl::ssl::{
     HandshakeError, Ssl, SslContext, SslOptions, SslSession, SslStream, SslVersion,
 };
 
-use crate::support::clients::{client_context, ClientCert};
+use crate::support::clients::{client_context, parse_head, ClientCert};
 use crate::support::pki::Pki;
 
 /// What the driver hands each client (environment variables).
@@ -173,7 +173,7 @@ fn handshake(c: &Conn) -> Result<SslStream<TcpStream>, String> {
 
 struct Reply {
     status: u16,
-    headers: BTreeMap<String, String>,
+    headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
@@ -197,16 +197,8 @@ fn request(s: &mut SslStream<TcpStream>, path: &str, host: &str) -> Result<Reply
         }
     };
     let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
+    let (status, headers) = parse_head(&head);
+    let status = status.unwrap_or(0);
     let len: usize = headers
         .get("content-length")
         .and_then(|v| v.parse().ok())

@@ -65,10 +65,8 @@ fn alive(pid: u32) -> bool {
 
 /// The children of `pid` (its workers, for a master).
 pub fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
+    crate::support::process::children_of(pid)
+        .into_iter()
         .filter(|p| alive(*p))
         .collect()
 }

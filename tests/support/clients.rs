@@ -246,19 +246,8 @@ pub fn get(req: &Request) -> Reply {
     };
     let text = String::from_utf8(raw).expect("utf-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
+    let (status, headers) = parse_head(head);
+    let status = status.unwrap_or_else(|| panic!("no status in {head:?}"));
     Reply {
         status,
         headers,
@@ -270,6 +259,21 @@ pub fn get(req: &Request) -> Reply {
     }
 }
 
+/// An HTTP response head: the status (`None` without a status line) and the headers,
+/// names lower-cased.
+pub fn parse_head(head: &str) -> (Option<u16>, HashMap<String, String>) {
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok());
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    (status, headers)
+}
+
 /// A plain-HTTP GET (for the dump endpoint and non-TLS checks).
 pub fn get_plain(port: u16, path: &str) -> (u16, String) {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -278,7 +282,9 @@ pub fn get_plain(port: u16, path: &str) -> (u16, String) {
     let mut raw = String::new();
     tcp.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let status = parse_head(head)
+        .0
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
     (status, body.to_string())
 }
 

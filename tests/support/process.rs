@@ -91,14 +91,9 @@ impl ChildGuard {
         assert_eq!(rc, 0, "kill -{signal} {pid}");
     }
 
-    /// The pids of the child's own children (`/proc/<pid>/task/<pid>/children`).
+    /// The pids of the child's own children.
     pub fn children(&self) -> Vec<u32> {
-        let pid = self.id();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        children_of(self.id())
     }
 
     /// Stops the child (SIGTERM, then SIGKILL after the grace period); its exit status,
@@ -159,6 +154,16 @@ pub fn run(command: &mut Command, input: Option<&[u8]>) -> Output {
     ChildGuard::spawn(command)
         .unwrap_or_else(|e| panic!("{program} runs: {e}"))
         .output(input)
+}
+
+/// The children of any process `pid` (`/proc/<pid>/task/<pid>/children`), e.g. of an
+/// nginx master that is no longer our child after a binary upgrade.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// What `/proc` says of a process: CPU time and memory.
