@@ -14,15 +14,20 @@ prefix=$tmp/nginx
 mkdir -p "$prefix"
 cp "$tmp/pki/server.pem" "$tmp/pki/server.key" "$prefix/"
 cp "$tmp/pki/ca_a.pem" "$prefix/ca.pem"
+# nginx's workers (user nobody) read the plugin and the rules when first used: copies in
+# a directory they may enter, wherever the clone is (e.g. inside a 0700 mktemp -d).
+chmod 755 "$tmp"
+cp -r "$repo/examples/kong-plugin" "$tmp/kong-plugin"
+cp "$repo/tests/packaging/pdk_rules.lua" "$tmp/"
 port=$(free_port)
 upstream_port=$(free_port)
 pdk_port=$(free_port)
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$upstream_port|g" \
-    -e "s|@EXAMPLE@|$repo/examples/kong-plugin|g" -e "s|@LUA_PATH@|$repo/lua/?.lua|g" \
+    -e "s|@EXAMPLE@|$tmp/kong-plugin|g" -e "s|@LUA_PATH@|$repo/lua/?.lua|g" \
     -e "s|@LUA_CPATH@|$release/?.so|g" "$repo/examples/kong-plugin/nginx.conf" \
     > "$prefix/nginx.conf"
 # The rules of install_pdk, answered by a server of its own.
-sed -i "s|^    # The upstream: says what it received.|    server {\n        listen 127.0.0.1:$pdk_port ssl;\n        ssl_certificate $prefix/server.pem;\n        ssl_certificate_key $prefix/server.key;\n        location / { content_by_lua_file $repo/tests/packaging/pdk_rules.lua; }\n    }\n&|" "$prefix/nginx.conf"
+sed -i "s|^    # The upstream: says what it received.|    server {\n        listen 127.0.0.1:$pdk_port ssl;\n        ssl_certificate $prefix/server.pem;\n        ssl_certificate_key $prefix/server.key;\n        location / { content_by_lua_file $tmp/pdk_rules.lua; }\n    }\n&|" "$prefix/nginx.conf"
 grep -q "pdk_rules.lua" "$prefix/nginx.conf" || fail "could not add /pdk to the example's nginx.conf"
 start_nginx "$prefix"
 wait_port "$port"
