@@ -48,6 +48,18 @@
 #define KONG_CLIENT_TLS_NO_HOST_LIBSSL 3
 
 /**
+ * `kong_client_tls_check_request`: the request names another server than the one the
+ * connection's client certificate was requested for; answer it 421 Misdirected Request.
+ */
+#define KONG_CLIENT_TLS_MISDIRECTED 4
+
+/**
+ * `kong_client_tls_get0_request_server_name`: the library requested no client
+ * certificate on this connection.
+ */
+#define KONG_CLIENT_TLS_NOT_REQUESTED 5
+
+/**
  * A server's ALPN protocols in wire format (each name preceded by its length byte), in
  * preference order, e.g. `"\x02h2\x08http/1.1"`.
  */
@@ -213,6 +225,83 @@ int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
 int kong_client_tls_request_client_certificate(SSL *ssl,
                                                const STACK_OF(X509) *ca_certs,
                                                const char **err);
+
+/**
+ * `kong_client_tls_request_client_certificate`, and records which virtual server made
+ * the request: `server` is the caller's tag for it (nginx: the `server {}` block whose
+ * handler runs; any pointer that names one virtual server, or NULL for none).
+ * `kong_client_tls_check_request` compares it with the tag of the server a request is
+ * routed to when the ClientHello named no server; see there. The tag is only compared,
+ * never dereferenced. A repeated call that changes nothing (see
+ * `kong_client_tls_request_client_certificate`) keeps the first tag.
+ *
+ * Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+ * (when `err` is not NULL). On error the connection is left unchanged.
+ *
+ * # Safety
+ * As for `kong_client_tls_request_client_certificate`; `server` may be any value.
+ */
+int kong_client_tls_request_client_certificate_for_server(SSL *ssl,
+                                                          const STACK_OF(X509) *ca_certs,
+                                                          const void *server,
+                                                          const char **err);
+
+/**
+ * Decides whether a request on this server-side connection may see its
+ * client-certificate verdict (`SSL_get_verify_result`, the peer's certificate): call it
+ * for every request, before anything reads the verdict, with the host the request names
+ * and the tag of the virtual server it was routed to.
+ *
+ * - `host`, `host_len`: the host the request names (the request line's authority, else
+ *   `Host`, else HTTP/2 `:authority`), as sent or as nginx's `$host` holds it; NULL when
+ *   it names none (HTTP/1.0 without `Host`): the request then stays in the server the
+ *   handshake selected.
+ * - `server`: the tag of the virtual server the request was routed to, as given to
+ *   `kong_client_tls_request_client_certificate_for_server`; NULL for none.
+ *
+ * Returns `KONG_CLIENT_TLS_OK` when the request may proceed: the library requested no
+ * certificate on this connection, or the request is for the server it was requested for
+ * (see the module's rule, in the README: the SNI name compared with `host` as nginx
+ * compares hosts; without SNI, `server` compared with the requesting server's tag).
+ * Returns `KONG_CLIENT_TLS_MISDIRECTED` when it must be refused: answer 421 Misdirected
+ * Request, as nginx does, so that the client retries on a connection of its own for that
+ * name. A `host` nginx would refuse is misdirected. Returns `KONG_CLIENT_TLS_ERROR` with
+ * a message stored in `*err` (when `err` is not NULL) for a NULL or client-side `ssl`.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `host` is NULL or readable for `host_len` bytes;
+ * `err` is NULL or writable. `server` is only compared, never dereferenced.
+ */
+int kong_client_tls_check_request(SSL *ssl,
+                                  const char *host,
+                                  size_t host_len,
+                                  const void *server,
+                                  const char **err);
+
+/**
+ * The server name this connection's client certificate was requested for, as nginx
+ * stores it (lowercase, without port or trailing dot): `*name` points to it, NUL
+ * terminated, and `*len` holds its length without the NUL. `*name` is NULL and `*len` 0
+ * when the ClientHello named no server (or none nginx accepts as a host name): the
+ * request was made in the listener's default server. Call it once the ClientHello has
+ * been processed (from the certificate callback on).
+ *
+ * The name stays valid until the next call of this function on `ssl` or `SSL_free`.
+ * With it, a server applies the rule of `kong_client_tls_check_request` itself, or logs
+ * which name a verdict belongs to.
+ *
+ * Returns `KONG_CLIENT_TLS_OK`; `KONG_CLIENT_TLS_NOT_REQUESTED` (out-parameters
+ * untouched) when the library requested no client certificate on this connection; or
+ * `KONG_CLIENT_TLS_ERROR` with a message stored in `*err` (when `err` is not NULL) for a
+ * NULL `ssl`, `name` or `len`, or a client-side `ssl`.
+ *
+ * # Safety
+ * `ssl` is NULL or a live `SSL *`; `name`, `len` and `err` are NULL or writable.
+ */
+int kong_client_tls_get0_request_server_name(SSL *ssl,
+                                             const char **name,
+                                             size_t *len,
+                                             const char **err);
 
 /**
  * Makes this server-side connection's session impossible to resume.

@@ -47,6 +47,19 @@ int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
 int kong_client_tls_request_client_certificate(SSL *ssl,
                                                const void *ca_certs,
                                                const char **err);
+int kong_client_tls_request_client_certificate_for_server(SSL *ssl,
+                                                          const void *ca_certs,
+                                                          const void *server,
+                                                          const char **err);
+int kong_client_tls_check_request(SSL *ssl,
+                                  const char *host,
+                                  size_t host_len,
+                                  const void *server,
+                                  const char **err);
+int kong_client_tls_get0_request_server_name(SSL *ssl,
+                                             const char **name,
+                                             size_t *len,
+                                             const char **err);
 int kong_client_tls_disable_session_reuse(SSL *ssl, const char **err);
 int kong_client_tls_disable_http2_alpn(SSL *ssl, const char **err);
 const char *kong_client_tls_version(void);
@@ -55,6 +68,13 @@ int kong_client_tls_check_libssl(const char **err);
 
 void *ngx_http_lua_ffi_get_req_ssl_pointer(void *r, const char **err);
 typedef void *(*kong_client_tls_get_req_ssl_pointer_t)(void *r, const char **err);
+typedef struct {
+    uint32_t signature;
+    void *connection;
+    void **ctx;
+    void **main_conf;
+    void **srv_conf;
+} kong_client_tls_ngx_http_request_head_t;
 ]]
 
 -- Status codes of include/kong_client_tls.h.
@@ -62,6 +82,8 @@ local KONG_CLIENT_TLS_OK = 0
 local KONG_CLIENT_TLS_ERROR = -1
 local KONG_CLIENT_TLS_NO_CERTIFICATE = 1
 local KONG_CLIENT_TLS_NO_HOST_LIBSSL = 3
+local KONG_CLIENT_TLS_MISDIRECTED = 4
+local KONG_CLIENT_TLS_NOT_REQUESTED = 5
 
 -- The C types a certificate stack arrives as: lua-resty-openssl's `OPENSSL_STACK *`,
 -- OpenSSL's `STACK_OF(X509) *`, and ngx.ssl.parse_pem_cert's untyped `void *`. Any other
@@ -208,6 +230,14 @@ end
 local NO_REQUEST = "kong_client_tls: no request found (this function works only inside"
                    .. " nginx with lua-nginx-module)"
 local NOT_TLS = "connection is not TLS or TLS support for Nginx not enabled"
+local MISDIRECTED = "misdirected request: the client certificate of this connection was"
+                    .. " requested for another server name than the one this request names"
+local GUARD_MISSING = "kong_client_tls: a client certificate was requested on a connection"
+  .. " of a worker where reject_misdirected_request() has not run: a request naming another"
+  .. " server in its Host would see that connection's verdict ($ssl_client_verify). Add"
+  .. " `server_rewrite_by_lua_block { require(\"kong_client_tls\").reject_misdirected_request() }`"
+  .. " at http {} level, and call it first in any server_rewrite_by_lua* of your own"
+  .. " (README, \"Many names on one listener\")"
 
 
 -- Phases ------------------------------------------------------------------------------
@@ -221,7 +251,8 @@ local KONG_PHASE_NAMES = {
 
 -- The order in which Kong lists the allowed phases in its error text.
 local KONG_PHASE_ORDER = {
-  "init_worker", "certificate", "client_hello", "rewrite", "access", "balancer",
+  "init_worker", "certificate", "client_hello", "server_rewrite", "rewrite", "access",
+  "balancer",
   "response", "header_filter", "body_filter", "log", "preread",
 }
 
@@ -262,6 +293,9 @@ local CLIENT_HELLO = phases("client_hello")
 local CHAIN_PHASES = phases("rewrite", "access", "balancer", "response",
                             "header_filter", "body_filter", "log")
 local VERIFY_PHASES = phases("rewrite", "access", "balancer", "response")
+local GUARD_PHASES = phases("server_rewrite", "rewrite", "access")
+local NAME_PHASES = phases("server_rewrite", "rewrite", "access", "balancer", "response",
+                           "header_filter", "body_filter", "log")
 
 
 -- The connection's SSL * ----------------------------------------------------------
@@ -281,7 +315,7 @@ local function connection_ssl()
   if ssl == nil then
     return nil, NOT_TLS
   end
-  return ssl
+  return ssl, nil, r
 end
 
 local function failure(rc)
@@ -289,6 +323,73 @@ local function failure(rc)
     return nil, ffi_string(errp[0])
   end
   return nil, "kong_client_tls: unexpected status " .. tostring(rc)
+end
+
+
+-- Which server {} a request is in --------------------------------------------------
+
+-- The server {} block of request `r` (a real request, or the one lua-nginx-module makes
+-- for an ssl_* handler), as the address of its configuration (`r->srv_conf`), which the
+-- library only compares. It reads the head of nginx's ngx_http_request_t, the same from
+-- nginx 0.x to 1.31 (docs/openssl-internals.md, "nginx"); a head without nginx's
+-- "HTTP" signature gives nil, which matches nothing, so the guard fails closed.
+local request_head_t = ffi_typeof("kong_client_tls_ngx_http_request_head_t *")
+local NGX_HTTP_MODULE = 0x50545448
+
+local function server_of(r)
+  local head = ffi_cast(request_head_t, r)
+  if head.signature ~= NGX_HTTP_MODULE then
+    return nil
+  end
+  return head.srv_conf
+end
+
+-- Whether the request names a host (request line, Host, or HTTP/2 :authority, which
+-- nginx also exposes as $http_host); one that names none stays in the server the
+-- handshake selected. Only asked when $host and the connection's name differ.
+local function names_a_host()
+  if ngx.var.http_host ~= nil then
+    return true
+  end
+  local target = (ngx.var.request or ""):match("^%S+%s+(%S+)")
+  return target ~= nil and target:sub(1, 1) ~= "/" and target ~= "*"
+end
+
+-- true when request `r` on connection `ssl` names another server than the one the
+-- connection's client certificate was requested for; false when it may see the verdict
+-- (or no certificate was requested); nil and an error message on failure.
+local function misdirected(ssl, r)
+  local host = ngx.var.host or ""
+  local server = server_of(r)
+  errp[0] = nil
+  local rc = lib.kong_client_tls_check_request(ssl, host, #host, server, errp)
+  if rc == KONG_CLIENT_TLS_MISDIRECTED and not names_a_host() then
+    rc = lib.kong_client_tls_check_request(ssl, nil, 0, server, errp)
+  end
+  if rc == KONG_CLIENT_TLS_OK then
+    return false
+  end
+  if rc == KONG_CLIENT_TLS_MISDIRECTED then
+    return true
+  end
+  return failure(rc)
+end
+
+-- Set once reject_misdirected_request() has run in this worker; until then, a request
+-- phase call on a connection with a certificate request warns (once) that it is missing.
+local guard_seen = false
+local guard_missing_warned = false
+
+local function warn_unless_guarded(ssl)
+  if guard_seen or guard_missing_warned then
+    return
+  end
+  errp[0] = nil
+  local rc = lib.kong_client_tls_get0_request_server_name(ssl, pem_ptr, len_ptr, errp)
+  if rc == KONG_CLIENT_TLS_OK then
+    guard_missing_warned = true
+    ngx.log(ngx.WARN, GUARD_MISSING)
+  end
 end
 
 
@@ -331,12 +432,13 @@ function _M.request_client_certificate(ca_certs)
   if type(ca_certs) ~= "nil" then
     ca_certs = certificate_stack(ca_certs)
   end
-  local ssl, err = connection_ssl()
+  local ssl, err, r = connection_ssl()
   if not ssl then
     return nil, err
   end
   errp[0] = nil
-  local rc = lib.kong_client_tls_request_client_certificate(ssl, ca_certs, errp)
+  local rc = lib.kong_client_tls_request_client_certificate_for_server(ssl, ca_certs,
+                                                                      server_of(r), errp)
   if rc == KONG_CLIENT_TLS_OK then
     return true
   end
@@ -365,9 +467,14 @@ end
 -- message on failure.
 function _M.get_full_client_certificate_chain()
   check_phase(CHAIN_PHASES)
-  local ssl, err = connection_ssl()
+  local ssl, err, r = connection_ssl()
   if not ssl then
     return nil, err
+  end
+  warn_unless_guarded(ssl)
+  local wrong, werr = misdirected(ssl, r)
+  if wrong ~= false then
+    return nil, werr or MISDIRECTED
   end
   errp[0] = nil
   local rc = lib.kong_client_tls_get0_full_client_certificate_chain(ssl, pem_ptr, len_ptr, errp)
@@ -375,6 +482,58 @@ function _M.get_full_client_certificate_chain()
     return ffi_string(pem_ptr[0], len_ptr[0])
   end
   if rc == KONG_CLIENT_TLS_NO_CERTIFICATE then
+    return nil
+  end
+  return failure(rc)
+end
+
+--- (ours) Answers 421 Misdirected Request, as nginx's own ssl_verify_client does, when
+-- the request names another server than the one this connection's client certificate
+-- was requested for, so that no other server {} ever sees that verdict. Meant for
+-- `server_rewrite_by_lua_block` at http {} level, which runs for every request before
+-- any rewrite or access code (README, "Many names on one listener").
+-- Phases: server_rewrite, rewrite, access. Returns true when the request may proceed;
+-- otherwise ends it (ngx.exit(421); 500 and a logged error if the check itself fails).
+function _M.reject_misdirected_request()
+  check_phase(GUARD_PHASES)
+  guard_seen = true
+  local ssl, _, r = connection_ssl()
+  if not ssl then
+    return true
+  end
+  local wrong, err = misdirected(ssl, r)
+  if wrong == false then
+    return true
+  end
+  if wrong then
+    ngx.log(ngx.INFO, "kong_client_tls: client attempted to request the server name \"",
+            ngx.var.host, "\", different from the one its client certificate was requested for")
+    return ngx.exit(421)
+  end
+  ngx.log(ngx.ERR, "kong_client_tls: reject_misdirected_request: ", err)
+  return ngx.exit(500)
+end
+
+--- (ours) The server name this connection's client certificate was requested for:
+-- the ClientHello's SNI name as nginx keeps it (lowercase, no port, no trailing dot);
+-- false when the request was made without one (the listener's default server); nil when
+-- no certificate was requested through this module; nil and an error message on failure.
+-- Phases: server_rewrite, rewrite, access, balancer, content, header_filter, body_filter, log.
+function _M.get_client_certificate_server_name()
+  check_phase(NAME_PHASES)
+  local ssl, err = connection_ssl()
+  if not ssl then
+    return nil, err
+  end
+  errp[0] = nil
+  local rc = lib.kong_client_tls_get0_request_server_name(ssl, pem_ptr, len_ptr, errp)
+  if rc == KONG_CLIENT_TLS_OK then
+    if pem_ptr[0] == nil then
+      return false
+    end
+    return ffi_string(pem_ptr[0], len_ptr[0])
+  end
+  if rc == KONG_CLIENT_TLS_NOT_REQUESTED then
     return nil
   end
   return failure(rc)

@@ -12,7 +12,7 @@
 //! called later, when OpenSSL has already looked for a session to resume, the session is
 //! never resumable.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 use foreign_types::ForeignTypeRef;
 use openssl::hash::MessageDigest;
@@ -87,6 +87,42 @@ pub unsafe extern "C" fn kong_client_tls_request_client_certificate(
     ca_certs: *const stack_st_X509,
     err: *mut *const c_char,
 ) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { request(ssl, ca_certs, std::ptr::null(), err) }
+}
+
+/// `kong_client_tls_request_client_certificate`, and records which virtual server made
+/// the request: `server` is the caller's tag for it (nginx: the `server {}` block whose
+/// handler runs; any pointer that names one virtual server, or NULL for none).
+/// `kong_client_tls_check_request` compares it with the tag of the server a request is
+/// routed to when the ClientHello named no server; see there. The tag is only compared,
+/// never dereferenced. A repeated call that changes nothing (see
+/// `kong_client_tls_request_client_certificate`) keeps the first tag.
+///
+/// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
+/// (when `err` is not NULL). On error the connection is left unchanged.
+///
+/// # Safety
+/// As for `kong_client_tls_request_client_certificate`; `server` may be any value.
+#[no_mangle]
+pub unsafe extern "C" fn kong_client_tls_request_client_certificate_for_server(
+    ssl: *mut SSL,
+    ca_certs: *const stack_st_X509,
+    server: *const c_void,
+    err: *mut *const c_char,
+) -> c_int {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { request(ssl, ca_certs, server, err) }
+}
+
+/// # Safety
+/// As for `kong_client_tls_request_client_certificate`.
+unsafe fn request(
+    ssl: *mut SSL,
+    ca_certs: *const stack_st_X509,
+    server: *const c_void,
+    err: *mut *const c_char,
+) -> c_int {
     guard_connection(ssl, err, || {
         // SAFETY: forwarded from this function's contract.
         let (ssl, placement) = unsafe { server_ssl_placement(ssl) }?;
@@ -115,7 +151,7 @@ pub unsafe extern "C" fn kong_client_tls_request_client_certificate(
             }
             _ => None,
         };
-        session::verify_client(ssl, ca.map(|ca| ca.certs))?;
+        session::verify_client(ssl, ca.map(|ca| ca.certs), server as usize)?;
         match binding {
             Some((sid_ctx, ca_set)) => session::bind(ssl, &sid_ctx, ca_set)?,
             None => session::disable_reuse(ssl)?,

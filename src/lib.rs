@@ -25,6 +25,9 @@
 //! - `session` holds `disable_session_reuse` and every decision about which later
 //!   connections may resume a connection's session; `binding` computes what a resumable
 //!   mutual-TLS session is bound to (the verification inputs);
+//! - `misdirected` holds the rule that keeps a verdict from requests for another server
+//!   name (nginx's 421), `kong_client_tls_check_request`; `host` compares host names as
+//!   nginx does;
 //! - `message` is the connection's one message callback, shared by ALPN and sessions;
 //! - `chain` holds `get_full_client_certificate_chain`, PEM encoded once per connection
 //!   (`pem`);
@@ -45,7 +48,9 @@ mod binding;
 mod chain;
 mod client_cert;
 mod error;
+mod host;
 mod message;
+mod misdirected;
 mod openssl_lines;
 mod pem;
 mod session;
@@ -59,19 +64,31 @@ pub use chain::{
     kong_client_tls_get0_full_client_certificate_chain,
     kong_client_tls_get_full_client_certificate_chain,
 };
-pub use client_cert::kong_client_tls_request_client_certificate;
+pub use client_cert::{
+    kong_client_tls_request_client_certificate,
+    kong_client_tls_request_client_certificate_for_server,
+};
 pub use error::{
     KONG_CLIENT_TLS_BUFFER_TOO_SMALL, KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_NO_CERTIFICATE,
     KONG_CLIENT_TLS_NO_HOST_LIBSSL, KONG_CLIENT_TLS_OK,
+};
+pub use misdirected::{
+    kong_client_tls_check_request, kong_client_tls_get0_request_server_name,
+    KONG_CLIENT_TLS_MISDIRECTED, KONG_CLIENT_TLS_NOT_REQUESTED,
 };
 pub use session::kong_client_tls_disable_session_reuse;
 pub use version::{
     kong_client_tls_check_libssl, kong_client_tls_openssl_version_num, kong_client_tls_version,
 };
 
-/// Not part of the API: the ClientHello parser, public only for the fuzzer
-/// (`fuzz/`) and the property tests (`tests/alpn_wire.rs`). It may change at any time.
+/// Not part of the API: the parsers of client bytes (the ClientHello, host names),
+/// public only for the fuzzers (`fuzz/`) and the property tests (`tests/alpn_wire.rs`,
+/// `tests/host_names.rs`). They may change at any time.
 #[doc(hidden)]
 pub mod internal {
     pub use crate::alpn::wire;
+    /// Host names as nginx compares them.
+    pub mod host {
+        pub use crate::host::{canonical, lowercase_into, same_host};
+    }
 }

@@ -63,6 +63,12 @@ pub(crate) struct SessionState {
     /// Set by `disable_session_reuse`, and by a client-certificate request that cannot be
     /// bound: the session must never be resumed.
     reuse_disabled: bool,
+    /// The caller's tag of the virtual server whose code requested the certificate
+    /// (nginx: its `server {}` configuration), 0 when none was given; see [`crate::misdirected`].
+    requesting_server: usize,
+    /// The connection's server name as nginx stores it, for
+    /// `kong_client_tls_get0_request_server_name`, whose pointer must outlive the call.
+    server_name: Vec<u8>,
 }
 
 fn state_index() -> Result<Index<Ssl, SessionState>, Error> {
@@ -87,6 +93,19 @@ fn state_mut(ssl: &mut SslRef) -> Result<&mut SessionState, Error> {
 /// The connection's state, if the library keeps one for it.
 fn state(ssl: &SslRef) -> Option<&SessionState> {
     ssl.ex_data(state_index().ok()?)
+}
+
+/// The tag of the virtual server that requested a client certificate on this connection
+/// (0: no tag), or `None` when the library requested none.
+pub(crate) fn requesting_server(ssl: &SslRef) -> Option<usize> {
+    state(ssl)
+        .filter(|s| s.client_verification.is_some())
+        .map(|s| s.requesting_server)
+}
+
+/// Where the connection keeps its server name for the caller to read.
+pub(crate) fn server_name_slot(ssl: &mut SslRef) -> Result<&mut Vec<u8>, Error> {
+    Ok(&mut state_mut(ssl)?.server_name)
 }
 
 /// The CA set digest this connection's session is bound to, if it is.
@@ -142,8 +161,16 @@ pub(crate) fn disable_reuse(ssl: &mut SslRef) -> Result<(), Error> {
 /// Until that callback has run, the connection refuses any client certificate: should
 /// the callback be replaced, verification fails closed instead of trusting the context's
 /// store.
-pub(crate) fn verify_client(ssl: &mut SslRef, cas: Option<Vec<X509>>) -> Result<(), Error> {
-    state_mut(ssl)?.client_verification = Some(cas);
+///
+/// `server` is the caller's tag of the virtual server making the request (0: none).
+pub(crate) fn verify_client(
+    ssl: &mut SslRef,
+    cas: Option<Vec<X509>>,
+    server: usize,
+) -> Result<(), Error> {
+    let state = state_mut(ssl)?;
+    state.client_verification = Some(cas);
+    state.requesting_server = server;
     // SAFETY: `ssl` is live; the callback is a plain function.
     unsafe {
         openssl_sys::SSL_set_verify(ssl.as_ptr(), SSL_VERIFY_PEER, Some(refuse_until_applied));

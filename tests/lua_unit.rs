@@ -171,6 +171,7 @@ fn exports_kongs_functions_and_the_library_version() {
         .collect();
     exported.sort();
     let mut expected: Vec<String> = FUNCTIONS.iter().map(|f| f.to_string()).collect();
+    expected.extend(OURS.iter().map(|(f, _)| f.to_string()));
     expected.push("install_pdk".to_owned());
     expected.sort();
     assert_eq!(exported, expected, "the module's functions");
@@ -213,6 +214,47 @@ fn every_function_in_every_phase() {
         }
     }
     assert_eq!(checked, NGX_PHASES.len() * 5);
+}
+
+/// The functions of ours beyond Kong's API, with the (Kong-named) phases they allow.
+const OURS: [(&str, &[&str]); 2] = [
+    (
+        "reject_misdirected_request",
+        &["server_rewrite", "rewrite", "access"],
+    ),
+    (
+        "get_client_certificate_server_name",
+        &[
+            "server_rewrite",
+            "rewrite",
+            "access",
+            "balancer",
+            "response",
+            "header_filter",
+            "body_filter",
+            "log",
+        ],
+    ),
+];
+
+#[test]
+fn our_request_phase_functions_in_every_phase() {
+    let lua = loaded();
+    for ngx_phase in NGX_PHASES {
+        let current = kong_phase(ngx_phase);
+        for (func, allowed) in OURS {
+            let got = call(&lua, ngx_phase, func, "");
+            let expected = if allowed.contains(&current) {
+                format!("caller:3: {NO_REQUEST}")
+            } else {
+                format!(
+                    "caller:3: function cannot be called in {current} phase (only in: {})",
+                    allowed.join(", ")
+                )
+            };
+            assert_eq!(got, Err(expected), "{func} in {ngx_phase}");
+        }
+    }
 }
 
 #[test]
@@ -845,7 +887,10 @@ fn status_codes_match_the_header() {
         );
         seen += 1;
     }
-    assert_eq!(seen, 4, "OK, ERROR, NO_CERTIFICATE, NO_HOST_LIBSSL");
+    assert_eq!(
+        seen, 6,
+        "OK, ERROR, NO_CERTIFICATE, NO_HOST_LIBSSL, MISDIRECTED, NOT_REQUESTED"
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@
  * Both calls run in the client hello callback, where the name is known and nothing is
  * decided yet. ALPN goes through the library's select callback, which honours the h2
  * switch. Each connection prints its name, ALPN, verify result and the client's chain on
- * stdout, and an HTTP/1.1 request gets a one-line answer saying the same.
+ * stdout, and an HTTP/1.1 request gets a one-line answer saying the same, unless its Host
+ * names another server than the one the certificate was requested for: that request gets
+ * 421 Misdirected Request (kong_client_tls_check_request), as nginx answers it.
  *
  * Build: cc -o server server.c $(pkg-config --cflags --libs kong_client_tls libssl libcrypto)
  * (examples/c-server/Makefile; README, "Using it from C"). Try it:
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +40,10 @@
 #include "kong_client_tls.h"
 
 static STACK_OF(X509) *client_cas; /* the CA file, loaded once */
+
+/* This server's one virtual server, by the address the library records for a certificate
+   request and compares with the server a request is routed to (when SNI was absent). */
+static const char mtls_server[] = "mtls.example";
 
 /* The host name of the ClientHello's server_name extension, or "" (RFC 6066, 3). */
 static void client_hello_name(SSL *ssl, char *name, size_t size)
@@ -65,7 +72,8 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     if (strcmp(name, "mtls.example") == 0) {
         /* Ask for a certificate (the handshake completes without one), verify it at
            depth 0 against client_cas, send their names as acceptable CAs. */
-        if (kong_client_tls_request_client_certificate(ssl, client_cas, &err) != KONG_CLIENT_TLS_OK
+        if (kong_client_tls_request_client_certificate_for_server(ssl, client_cas, mtls_server,
+                                                                  &err) != KONG_CLIENT_TLS_OK
             || kong_client_tls_disable_session_reuse(ssl, &err) != KONG_CLIENT_TLS_OK)
             goto fail;
     } else if (strcmp(name, "noh2.example") == 0) {
@@ -81,13 +89,35 @@ fail:
     return SSL_CLIENT_HELLO_ERROR;
 }
 
+/* The value of the request's Host header, or NULL (then *len is 0). */
+static const char *request_host(const char *request, size_t *len)
+{
+    const char *p = request, *end;
+
+    *len = 0;
+    while ((p = strstr(p, "\r\n")) != NULL && p[2] != '\r') {
+        p += 2;
+        if (strncasecmp(p, "host:", 5) == 0) {
+            p += 5;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            end = strstr(p, "\r\n");
+            *len = end ? (size_t)(end - p) : strlen(p);
+            return p;
+        }
+    }
+    return NULL;
+}
+
 static void serve(SSL *ssl)
 {
     const unsigned char *alpn = NULL;
     unsigned int alpn_len = 0;
     const char *name, *err = NULL;
     char *pem = NULL, reply[256], request[4096];
-    size_t pem_len = 0;
+    size_t pem_len = 0, host_len;
+    const char *host;
+    int n;
     long verify = SSL_get_verify_result(ssl);
     int rc, certs = 0;
 
@@ -121,8 +151,25 @@ static void serve(SSL *ssl)
         fflush(stdout);
         return;
     }
-    if (SSL_read(ssl, request, sizeof request) <= 0)
+    if ((n = SSL_read(ssl, request, sizeof request - 1)) <= 0)
         return;
+    request[n] = '\0';
+    /* Before anything reads the verdict for this request: does it name the server the
+       certificate was requested for? (This server has one; a server with several passes
+       the one the request is routed to.) */
+    host = request_host(request, &host_len);
+    rc = kong_client_tls_check_request(ssl, host, host_len, mtls_server, &err);
+    if (rc != KONG_CLIENT_TLS_OK) {
+        printf("request: %s\n", rc == KONG_CLIENT_TLS_MISDIRECTED ? "misdirected" : err);
+        fflush(stdout);
+        strcpy(request, rc == KONG_CLIENT_TLS_MISDIRECTED
+                            ? "HTTP/1.1 421 Misdirected Request\r\nContent-Length: 0\r\n"
+                              "Connection: close\r\n\r\n"
+                            : "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                              "Connection: close\r\n\r\n");
+        SSL_write(ssl, request, (int)strlen(request));
+        return;
+    }
     rc = snprintf(reply, sizeof reply, "name=%s alpn=%.*s certs=%d verify=%ld\n",
                   name ? name : "-", (int)alpn_len, alpn_len ? (const char *)alpn : "-",
                   certs, verify);

@@ -36,6 +36,7 @@ struct server_plan {
     STACK_OF(X509) *ca;
     int disable_reuse;
     int rc_request, rc_disable;
+    const void *tag; /* non-NULL: requested through the _for_server entry, with this tag */
 };
 
 static int plan_index;
@@ -45,7 +46,9 @@ static int cert_cb(SSL *ssl, void *arg)
     struct server_plan *plan = SSL_get_ex_data(ssl, plan_index);
     (void)arg;
     if (plan == NULL) return 1;
-    plan->rc_request = kong_client_tls_request_client_certificate(ssl, plan->ca, NULL);
+    plan->rc_request = plan->tag
+        ? kong_client_tls_request_client_certificate_for_server(ssl, plan->ca, plan->tag, NULL)
+        : kong_client_tls_request_client_certificate(ssl, plan->ca, NULL);
     if (plan->disable_reuse)
         plan->rc_disable = kong_client_tls_disable_session_reuse(ssl, NULL);
     return 1;
@@ -114,7 +117,7 @@ static void test_version(int version, STACK_OF(X509) *ca, X509 *root)
 {
     SSL_CTX *sctx = server_ctx(version), *cctx = client_ctx(version, 1);
     SSL *server = SSL_new(sctx), *client = SSL_new(cctx);
-    struct server_plan plan = { ca, 1, 99, 99 };
+    struct server_plan plan = { ca, 1, 99, 99, NULL };
     const char *pem = NULL, *pem_again = NULL, *err = NULL;
     size_t len = 0, len_again = 0, need = 0, expected_len = 0;
     char *expected = read_file("chain.pem", &expected_len);
@@ -172,7 +175,7 @@ static void test_no_client_certificate(void)
 {
     SSL_CTX *sctx = server_ctx(TLS1_3_VERSION), *cctx = client_ctx(TLS1_3_VERSION, 0);
     SSL *server = SSL_new(sctx), *client = SSL_new(cctx);
-    struct server_plan plan = { NULL, 0, 99, 99 };
+    struct server_plan plan = { NULL, 0, 99, 99, NULL };
     const char *pem = "x", *err = NULL;
     size_t len = 5;
 
@@ -182,6 +185,55 @@ static void test_no_client_certificate(void)
     CHECK(kong_client_tls_get0_full_client_certificate_chain(server, &pem, &len, &err) == KONG_CLIENT_TLS_NO_CERTIFICATE);
     CHECK(pem == NULL && len == 0);
     CHECK(SSL_get_verify_result(server) == X509_V_OK);
+    SSL_free(server);
+    SSL_free(client);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+}
+
+/* Which requests may see the verdict: the SNI name against the request's host, or without
+ * SNI the tag of the requesting server against the request's. */
+static void test_misdirected(int version, STACK_OF(X509) *ca, const char *sni)
+{
+    static const char tenant_a[] = "a", tenant_b[] = "b";
+    SSL_CTX *sctx = server_ctx(version), *cctx = client_ctx(version, 1);
+    SSL *server = SSL_new(sctx), *client = SSL_new(cctx);
+    struct server_plan plan = { NULL, 0, 99, 99, NULL };
+    const char *name = "x", *err = NULL;
+    size_t len = 7;
+
+    plan.ca = ca;
+    plan.tag = tenant_a;
+    if (sni != NULL)
+        CHECK(SSL_set_tlsext_host_name(client, sni) == 1);
+    SSL_set_ex_data(server, plan_index, &plan);
+    CHECK(handshake(server, client));
+    CHECK(plan.rc_request == KONG_CLIENT_TLS_OK);
+    CHECK(kong_client_tls_get0_request_server_name(server, &name, &len, &err) == KONG_CLIENT_TLS_OK);
+    CHECK(kong_client_tls_check_request(server, NULL, 0, tenant_b, &err) == KONG_CLIENT_TLS_OK);
+    if (sni != NULL) {
+        CHECK(name != NULL && len == 6 && strcmp(name, "a.test") == 0);
+        CHECK(kong_client_tls_check_request(server, "a.test:443", 10, tenant_b, &err) == KONG_CLIENT_TLS_OK);
+        CHECK(kong_client_tls_check_request(server, "b.test", 6, tenant_a, &err) == KONG_CLIENT_TLS_MISDIRECTED);
+    } else {
+        CHECK(name == NULL && len == 0);
+        CHECK(kong_client_tls_check_request(server, "b.test", 6, tenant_a, &err) == KONG_CLIENT_TLS_OK);
+        CHECK(kong_client_tls_check_request(server, "a.test", 6, tenant_b, &err) == KONG_CLIENT_TLS_MISDIRECTED);
+        CHECK(kong_client_tls_check_request(server, "a.test", 6, NULL, &err) == KONG_CLIENT_TLS_MISDIRECTED);
+    }
+    CHECK_ERR(kong_client_tls_check_request(client, "a.test", 6, NULL, &err_),
+              "ssl is a client-side connection; a server-side SSL is required");
+    SSL_free(server);
+    SSL_free(client);
+
+    /* No certificate requested: every request passes, and there is no name. */
+    server = SSL_new(sctx);
+    client = SSL_new(cctx);
+    CHECK(handshake(server, client));
+    name = "untouched";
+    CHECK(kong_client_tls_get0_request_server_name(server, &name, &len, &err) == KONG_CLIENT_TLS_NOT_REQUESTED);
+    CHECK(strcmp(name, "untouched") == 0);
+    CHECK(kong_client_tls_check_request(server, "b.test", 6, NULL, &err) == KONG_CLIENT_TLS_OK);
     SSL_free(server);
     SSL_free(client);
     SSL_CTX_free(sctx);
@@ -265,6 +317,9 @@ int main(int argc, char **argv)
     test_version(TLS1_2_VERSION, ca, root);
     test_version(TLS1_3_VERSION, ca, root);
     test_no_client_certificate();
+    test_misdirected(TLS1_2_VERSION, ca, "A.Test");
+    test_misdirected(TLS1_3_VERSION, ca, "A.Test");
+    test_misdirected(TLS1_3_VERSION, ca, NULL);
     test_alpn(TLS1_2_VERSION, 0);
     test_alpn(TLS1_2_VERSION, 1);
     test_alpn(TLS1_3_VERSION, 0);

@@ -78,6 +78,15 @@ expect "leaf + intermediate at depth 0: 20 (unable to get local issuer)" "$reply
 
 reply=$(curl1 mtls.example "$port")
 expect "curl without a certificate: served, no chain" "$reply" "certs=0 verify=0"
+
+reply=$(curl1 mtls.example "$port" --cert "$pki/client_a.pem" --key "$pki/client_a.key" \
+          -H "Host: plain.example" -o /dev/null -w '%{http_code}')
+expect "SNI mtls.example, Host plain.example: 421 Misdirected Request" "$reply" "421"
+sleep 0.2
+expect "the server says misdirected" "$(cat "$out")" "request: misdirected"
+reply=$(curl1 mtls.example "$port" --cert "$pki/client_a.pem" --key "$pki/client_a.key" \
+          -H "Host: MTLS.example:443")
+expect "Host MTLS.example:443 is mtls.example: served" "$reply" "name=mtls.example"
 expect "the server says none" "$(cat "$out")" "client chain: none"
 
 reply=$(curl_tls noh2.example "$port" --http2)
@@ -96,7 +105,7 @@ expect "noh2.example: only h2 offered: no_application_protocol" \
 # and reads until the server closes (-ign_eof), so that a TLS 1.3 ticket, which comes after
 # the handshake, has arrived before -sess_out writes the session.
 s_request() {
-  printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' \
+  printf 'GET / HTTP/1.1\r\nHost: %s\r\n\r\n' "$1" \
     | openssl s_client -connect "127.0.0.1:$port" -ign_eof -servername "$@" 2>&1 || true
 }
 for proto in -tls1_2 -tls1_3; do

@@ -1,13 +1,20 @@
-//! The library's session calls as the tests make them: a `STACK_OF(X509)` as callers hand
-//! it in, and `Result`s instead of status codes and error pointers.
+//! The library's connection calls as the tests make them: a `STACK_OF(X509)` as callers
+//! hand it in, and `Result`s instead of status codes and error pointers.
 
 use std::ffi::{c_char, CStr};
 use std::ptr;
 
 use foreign_types::ForeignType;
 use kong_client_tls::kong_client_tls_disable_session_reuse;
-use kong_client_tls::kong_client_tls_request_client_certificate;
-use kong_client_tls::{KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_OK};
+use kong_client_tls::{
+    kong_client_tls_check_request, kong_client_tls_get0_request_server_name,
+    kong_client_tls_request_client_certificate,
+    kong_client_tls_request_client_certificate_for_server,
+};
+use kong_client_tls::{
+    KONG_CLIENT_TLS_ERROR, KONG_CLIENT_TLS_MISDIRECTED, KONG_CLIENT_TLS_NOT_REQUESTED,
+    KONG_CLIENT_TLS_OK,
+};
 use openssl::x509::X509;
 use openssl_sys::{stack_st_X509, SSL};
 
@@ -68,6 +75,72 @@ pub fn disable_session_reuse(ssl: *mut SSL) -> Result<(), String> {
     // SAFETY: pointers are NULL or live.
     match unsafe { kong_client_tls_disable_session_reuse(ssl, &mut err) } {
         KONG_CLIENT_TLS_OK => Ok(()),
+        KONG_CLIENT_TLS_ERROR => Err(message(err)),
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+/// `kong_client_tls_request_client_certificate_for_server` with the tag `server`.
+pub fn request_client_certificate_for_server(
+    ssl: *mut SSL,
+    ca: Option<&CertStack>,
+    server: usize,
+) -> Result<(), String> {
+    let mut err = ptr::null();
+    let ca = ca.map_or(ptr::null(), CertStack::as_ptr);
+    // SAFETY: pointers are NULL or live; the tag is only compared.
+    let rc = unsafe {
+        kong_client_tls_request_client_certificate_for_server(ssl, ca, server as *const _, &mut err)
+    };
+    match rc {
+        KONG_CLIENT_TLS_OK => Ok(()),
+        KONG_CLIENT_TLS_ERROR => Err(message(err)),
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+/// `kong_client_tls_check_request`: `Ok(true)` when the request may see the verdict,
+/// `Ok(false)` when it is misdirected.
+pub fn check_request(ssl: *mut SSL, host: Option<&[u8]>, server: usize) -> Result<bool, String> {
+    let mut err = ptr::null();
+    let (ptr, len) = host.map_or((ptr::null(), 0), |h| (h.as_ptr().cast(), h.len()));
+    // SAFETY: pointers are NULL or live; `host` is readable for `len` bytes.
+    let rc = unsafe { kong_client_tls_check_request(ssl, ptr, len, server as *const _, &mut err) };
+    match rc {
+        KONG_CLIENT_TLS_OK => Ok(true),
+        KONG_CLIENT_TLS_MISDIRECTED => Ok(false),
+        KONG_CLIENT_TLS_ERROR => Err(message(err)),
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+/// `kong_client_tls_get0_request_server_name`: `None` when no certificate was requested,
+/// `Some(None)` when it was requested without a server name.
+pub fn request_server_name(ssl: *mut SSL) -> Result<Option<Option<String>>, String> {
+    let (mut name, mut len, mut err) = (ptr::null(), usize::MAX, ptr::null());
+    // SAFETY: pointers are live.
+    let rc =
+        unsafe { kong_client_tls_get0_request_server_name(ssl, &mut name, &mut len, &mut err) };
+    match rc {
+        KONG_CLIENT_TLS_OK if name.is_null() => {
+            assert_eq!(len, 0, "no name, no length");
+            Ok(Some(None))
+        }
+        KONG_CLIENT_TLS_OK => {
+            // SAFETY: the library returns `len` bytes followed by a NUL.
+            let bytes = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), len + 1) };
+            assert_eq!(bytes[len], 0, "the name is NUL-terminated");
+            Ok(Some(Some(
+                String::from_utf8(bytes[..len].to_vec()).unwrap(),
+            )))
+        }
+        KONG_CLIENT_TLS_NOT_REQUESTED => {
+            assert!(
+                name.is_null() && len == usize::MAX,
+                "out-parameters untouched"
+            );
+            Ok(None)
+        }
         KONG_CLIENT_TLS_ERROR => Err(message(err)),
         other => panic!("unexpected status {other}"),
     }
