@@ -278,14 +278,18 @@ run: deps build demo-certs
 demo-certs:
 	examples/demo-certs.sh target/demo/certs
 
-# Fuzzes the ClientHello parser/rewriter for FUZZ_SECONDS (libFuzzer via cargo-fuzz; the
-# stable toolchain accepts its sanitizer flags with RUSTC_BOOTSTRAP). New inputs go to
-# fuzz/target/corpus; the committed seeds in fuzz/corpus/client_hello stay as they are.
+# Fuzzes each of FUZZ_TARGETS for FUZZ_SECONDS (libFuzzer via cargo-fuzz; the stable
+# toolchain accepts its sanitizer flags with RUSTC_BOOTSTRAP): the ClientHello
+# parser/rewriter and the host-name comparison. New inputs go to fuzz/target/corpus/<target>;
+# the committed seeds in fuzz/corpus/client_hello stay as they are.
+FUZZ_TARGETS ?= client_hello host
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	@mkdir -p fuzz/target/corpus
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run client_hello target/corpus corpus/client_hello \
-	  -- -max_total_time=$(FUZZ_SECONDS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; seeds=; [ ! -d fuzz/corpus/$$t ] || seeds=corpus/$$t; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t target/corpus/$$t $$seeds \
+	    -- -max_total_time=$(FUZZ_SECONDS)); \
+	done
 
 # The in-process suites with the library under AddressSanitizer (LeakSanitizer included)
 # and Rust's own undefined-behaviour checks (the preconditions of unsafe std calls, via

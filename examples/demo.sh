@@ -115,6 +115,11 @@ step "mtls.demo.test with a certificate from another CA: FAILED:<reason> (403)" 
   "${CURL[@]}" -i --cert "$CERTS/rogue.pem" --key "$CERTS/rogue.key" \
   "https://mtls.demo.test:$HTTPS_PORT/"
 
+step "verified on mtls.demo.test, asking for public.demo.test on that connection: 421, as nginx's ssl_verify_client" \
+  "HTTP/1.1 421 Misdirected Request" \
+  "${CURL[@]}" -i --http1.1 --cert "$CERTS/client-chain.pem" --key "$CERTS/client.key" \
+  -H "Host: public.demo.test" "https://mtls.demo.test:$HTTPS_PORT/"
+
 step "what a client sees: the CA list in mtls.demo.test's CertificateRequest" \
   "CN = kong-client-tls demo root CA" \
   sh -c "openssl s_client -connect 127.0.0.1:$HTTPS_PORT -servername mtls.demo.test </dev/null 2>/dev/null \

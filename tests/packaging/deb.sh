@@ -73,6 +73,9 @@ reply=$(curl_tls a.example "$port")
 expect "curl without a certificate: served, none" "$reply" "certs=0 err=nil verify=NONE"
 reply=$(curl_tls a.example "$port" --cert "$tmp/pki/chain.pem" --key "$tmp/pki/leaf.key")
 expect "a chain of another CA: FAILED" "$reply" "certs=2 err=nil verify=FAILED:"
+reply=$(curl_tls a.example "$port" --cert "$tmp/pki/client_a.pem" --key "$tmp/pki/client_a.key" \
+          -H "Host: b.example" -o /dev/null -w '%{http_code}')
+expect "verified for a.example, Host b.example: 421 Misdirected Request" "$reply" "421"
 reply=$(openssl s_client -connect "127.0.0.1:$port" -servername a.example \
           -cert "$tmp/pki/client_a.pem" -key "$tmp/pki/client_a.key" < /dev/null 2>&1 || true)
 expect "openssl s_client: the CA list sent" "$reply" "C Client CA A"

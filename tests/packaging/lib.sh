@@ -132,6 +132,7 @@ $(printf '    %s\n' "$@")
         CA_A = assert(require("ngx.ssl").parse_pem_cert(f:read("*a")))
         f:close()
     }
+    server_rewrite_by_lua_block { require("kong_client_tls").reject_misdirected_request() }
     server {
         listen 127.0.0.1:$port ssl;
         ssl_protocols TLSv1.2 TLSv1.3;

@@ -39,6 +39,9 @@ expect "a chain of another CA is forwarded too (verdict FAILED)" "$reply" \
   "upstream got 2 certificate(s)"
 reply=$(curl_tls a.example "$port")
 expect "no certificate: nothing forwarded" "$reply" "upstream got 0 certificate(s)"
+reply=$(curl_tls a.example "$port" --cert "$tmp/pki/client_a.pem" --key "$tmp/pki/client_a.key" \
+          -H "Host: b.example" -o /dev/null -w '%{http_code}')
+expect "verified for a.example, Host b.example: 421 before the plugin runs" "$reply" "421"
 sleep 0.2
 reply=$(curl_tls pdk.example "$pdk_port")
 expect "install_pdk rules" "$reply" "install_pdk: all rules hold"
