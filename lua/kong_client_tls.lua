@@ -344,27 +344,18 @@ local function server_of(r)
   return head.srv_conf
 end
 
--- Whether the request names a host (request line, Host, or HTTP/2 :authority, which
--- nginx also exposes as $http_host); one that names none stays in the server the
--- handshake selected. Only asked when $host and the connection's name differ.
-local function names_a_host()
-  if ngx.var.http_host ~= nil then
-    return true
-  end
-  local target = (ngx.var.request or ""):match("^%S+%s+(%S+)")
-  return target ~= nil and target:sub(1, 1) ~= "/" and target ~= "*"
-end
-
 -- true when request `r` on connection `ssl` names another server than the one the
 -- connection's client certificate was requested for; false when it may see the verdict
--- (or no certificate was requested); nil and an error message on failure.
+-- (or no certificate was requested); nil and an error message on failure. $host is what
+-- nginx routed by (request line, Host, :authority), or for a request naming none the
+-- name of the server it went to, the listener's default one.
 local function misdirected(ssl, r)
   local host = ngx.var.host or ""
-  local server = server_of(r)
   errp[0] = nil
-  local rc = lib.kong_client_tls_check_request(ssl, host, #host, server, errp)
-  if rc == KONG_CLIENT_TLS_MISDIRECTED and not names_a_host() then
-    rc = lib.kong_client_tls_check_request(ssl, nil, 0, server, errp)
+  local rc = lib.kong_client_tls_check_request(ssl, host, #host, nil, errp)
+  if rc == KONG_CLIENT_TLS_MISDIRECTED then
+    -- Without SNI the server {} blocks decide: only then is the block's address needed.
+    rc = lib.kong_client_tls_check_request(ssl, host, #host, server_of(r), errp)
   end
   if rc == KONG_CLIENT_TLS_OK then
     return false

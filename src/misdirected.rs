@@ -7,12 +7,14 @@
 //! server that requests certificates through this library. The rule, for a connection on
 //! which the library requested a certificate:
 //! - the ClientHello named a server (SNI, valid as nginx validates hosts): a request must
-//!   name the same host, compared as nginx compares them ([`crate::host`]); a request
-//!   that names none stays in the server SNI selected, and passes;
-//! - it named none: the handshake ran in the listener's default server, and a request
-//!   must be routed to the virtual server that requested the certificate, by the tag the
-//!   caller gave for it (`kong_client_tls_request_client_certificate_for_server`). No tag
-//!   on either side proves nothing, and fails.
+//!   name the same host, compared as nginx compares them ([`crate::host`]). nginx's
+//!   `$host` of a request that names none is the name of the server it was routed to
+//!   (the listener's default server: `ngx_http_process_request_header` looks up the
+//!   empty name), so that case needs no rule of its own;
+//! - it named none, or the caller gives no host: the request must be routed to the
+//!   virtual server that requested the certificate, by the tag the caller gave for it
+//!   (`kong_client_tls_request_client_certificate_for_server`). No tag on either side
+//!   proves nothing, and fails.
 //!
 //! Stricter than nginx in two places, both on purpose: nginx checks only when the Host's
 //! server verifies clients itself, and never when SNI was absent or named no server.
@@ -22,7 +24,7 @@ use std::ffi::{c_char, c_int, c_void};
 use openssl::ssl::{NameType, SslRef};
 use openssl_sys::SSL;
 
-use crate::error::{guard_connection, KONG_CLIENT_TLS_OK};
+use crate::error::{guard_connection, Error, KONG_CLIENT_TLS_OK};
 use crate::host;
 use crate::session;
 use crate::ssl::server_ssl;
@@ -40,16 +42,21 @@ pub const KONG_CLIENT_TLS_NOT_REQUESTED: c_int = 5;
 /// and the tag of the virtual server it was routed to.
 ///
 /// - `host`, `host_len`: the host the request names (the request line's authority, else
-///   `Host`, else HTTP/2 `:authority`), as sent or as nginx's `$host` holds it; NULL when
-///   it names none (HTTP/1.0 without `Host`): the request then stays in the server the
-///   handshake selected.
+///   `Host`, else HTTP/2 `:authority`), as sent or as nginx's `$host` holds it (for a
+///   request naming none, nginx's `$host` is the name of the server it was routed to);
+///   NULL when the caller has no host for it: the request is then judged by `server`
+///   alone, as without SNI.
 /// - `server`: the tag of the virtual server the request was routed to, as given to
 ///   `kong_client_tls_request_client_certificate_for_server`; NULL for none.
 ///
 /// Returns `KONG_CLIENT_TLS_OK` when the request may proceed: the library requested no
 /// certificate on this connection, or the request is for the server it was requested for
 /// (see the module's rule, in the README: the SNI name compared with `host` as nginx
-/// compares hosts; without SNI, `server` compared with the requesting server's tag).
+/// compares hosts; without SNI or without `host`, `server` compared with the requesting
+/// server's tag). After a TLS 1.2 resumption the SNI name is the one of the session's
+/// full handshake, which OpenSSL keeps only when the servername callback accepted it
+/// (`SSL_TLSEXT_ERR_OK`, as nginx's does); without such a callback, such a connection
+/// counts as one without SNI.
 /// Returns `KONG_CLIENT_TLS_MISDIRECTED` when it must be refused: answer 421 Misdirected
 /// Request, as nginx does, so that the client retries on a connection of its own for that
 /// name. A `host` nginx would refuse is misdirected. Returns `KONG_CLIENT_TLS_ERROR` with
@@ -72,7 +79,7 @@ pub unsafe extern "C" fn kong_client_tls_check_request(
         // SAFETY: non-NULL `host` is readable for `host_len` bytes per the contract.
         let host = (!host.is_null())
             .then(|| unsafe { std::slice::from_raw_parts(host.cast::<u8>(), host_len) });
-        Ok(match verdict_reaches(ssl, host, server as usize) {
+        Ok(match verdict_reaches(ssl, host, server as usize)? {
             true => KONG_CLIENT_TLS_OK,
             false => KONG_CLIENT_TLS_MISDIRECTED,
         })
@@ -80,16 +87,32 @@ pub unsafe extern "C" fn kong_client_tls_check_request(
 }
 
 /// The module's rule.
-fn verdict_reaches(ssl: &SslRef, host: Option<&[u8]>, server: usize) -> bool {
+fn verdict_reaches(ssl: &mut SslRef, host: Option<&[u8]>, server: usize) -> Result<bool, Error> {
     let Some(requesting_server) = session::requesting_server(ssl) else {
-        return true;
+        return Ok(true);
     };
-    match (server_name(ssl), host) {
-        (Some(_), None) => true,
-        (Some(name), Some(host)) => host::same_host(name, host),
-        (None, None) => true,
-        (None, Some(_)) => requesting_server != 0 && requesting_server == server,
+    let same_server = requesting_server != 0 && requesting_server == server;
+    Ok(match (canonical_server_name(ssl)?, host) {
+        // nginx's `$host` is already canonical: most requests end at the byte compare.
+        (Some(name), Some(host)) => name == host || host::same_host(name, host),
+        _ => same_server,
+    })
+}
+
+/// The connection's server name, canonical and lowercased, worked out once the handshake
+/// is over and kept with the connection (before that, worked out each time).
+fn canonical_server_name(ssl: &mut SslRef) -> Result<Option<&[u8]>, Error> {
+    if !ssl.is_init_finished() {
+        return Ok(server_name(ssl));
     }
+    if session::checked_server_name(ssl).is_none() {
+        let name = ssl.servername_raw(NameType::HOST_NAME).and_then(|raw| {
+            let mut name = Vec::new();
+            host::lowercase_into(raw, &mut name).map(|()| name)
+        });
+        session::keep_checked_server_name(ssl, name)?;
+    }
+    Ok(session::checked_server_name(ssl).flatten())
 }
 
 /// The connection's SNI name when nginx would use it (a valid host name), in its
@@ -154,4 +177,4 @@ pub unsafe extern "C" fn kong_client_tls_get0_request_server_name(
     })
 }
 
-const NULL_OUT: crate::error::Error = crate::error::Error::new(c"name and len must not be NULL");
+const NULL_OUT: Error = Error::new(c"name and len must not be NULL");

@@ -69,6 +69,9 @@ pub(crate) struct SessionState {
     /// The connection's server name as nginx stores it, for
     /// `kong_client_tls_get0_request_server_name`, whose pointer must outlive the call.
     server_name: Vec<u8>,
+    /// The same, worked out by the first request check once the handshake is over
+    /// (`None` until then; `Some(None)`: no usable name).
+    checked_server_name: Option<Option<Vec<u8>>>,
 }
 
 fn state_index() -> Result<Index<Ssl, SessionState>, Error> {
@@ -106,6 +109,22 @@ pub(crate) fn requesting_server(ssl: &SslRef) -> Option<usize> {
 /// Where the connection keeps its server name for the caller to read.
 pub(crate) fn server_name_slot(ssl: &mut SslRef) -> Result<&mut Vec<u8>, Error> {
     Ok(&mut state_mut(ssl)?.server_name)
+}
+
+/// The server name the request checks compare with, once worked out (see
+/// [`crate::misdirected`]).
+pub(crate) fn checked_server_name(ssl: &SslRef) -> Option<Option<&[u8]>> {
+    let name = state(ssl)?.checked_server_name.as_ref()?;
+    Some(name.as_deref())
+}
+
+/// Keeps the server name the request checks compare with.
+pub(crate) fn keep_checked_server_name(
+    ssl: &mut SslRef,
+    name: Option<Vec<u8>>,
+) -> Result<(), Error> {
+    state_mut(ssl)?.checked_server_name = Some(name);
+    Ok(())
 }
 
 /// The CA set digest this connection's session is bound to, if it is.

@@ -120,10 +120,9 @@ fn with_sni_only_requests_for_that_name_see_the_verdict() {
             ] {
                 assert!(!check(&conn, Some(other), TENANT_A), "{what}: {other:?}");
             }
-            assert!(
-                check(&conn, None, TENANT_B),
-                "{what}: a request naming no host stays in the server SNI selected"
-            );
+            // Without a host the tags decide (nginx's own `$host` is never missing).
+            assert!(check(&conn, None, TENANT_A), "{what}: no host, same server");
+            assert!(!check(&conn, None, TENANT_B), "{what}: no host, another server");
             assert_eq!(
                 request_server_name(conn.server().as_ptr()),
                 Ok(Some(Some("a.test".to_string()))),
@@ -152,7 +151,8 @@ fn without_sni_only_requests_routed_to_the_requesting_server_see_the_verdict() {
                 !check(&conn, Some("a.test"), 0),
                 "{what}: no tag proves nothing"
             );
-            assert!(check(&conn, None, TENANT_B), "{what}: no host: no routing");
+            assert!(check(&conn, None, TENANT_A), "{what}: no host, same server");
+            assert!(!check(&conn, None, TENANT_B), "{what}: no host, another server");
             assert_eq!(
                 request_server_name(conn.server().as_ptr()),
                 Ok(Some(None)),
@@ -198,6 +198,7 @@ fn a_connection_without_a_request_is_never_touched() {
     for version in VERSIONS {
         let conn = handshake(version, Some("a.test"), None, Hooks::default());
         for host in [Some("b.test"), Some(""), None] {
+            assert!(check(&conn, host, TENANT_B), "{version:?} {host:?}");
             assert!(check(&conn, host, 0), "{version:?} {host:?}");
         }
         assert_eq!(request_server_name(conn.server().as_ptr()), Ok(None));

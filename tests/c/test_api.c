@@ -210,7 +210,9 @@ static void test_misdirected(int version, STACK_OF(X509) *ca, const char *sni)
     CHECK(handshake(server, client));
     CHECK(plan.rc_request == KONG_CLIENT_TLS_OK);
     CHECK(kong_client_tls_get0_request_server_name(server, &name, &len, &err) == KONG_CLIENT_TLS_OK);
-    CHECK(kong_client_tls_check_request(server, NULL, 0, tenant_b, &err) == KONG_CLIENT_TLS_OK);
+    /* No host: the tags decide. */
+    CHECK(kong_client_tls_check_request(server, NULL, 0, tenant_a, &err) == KONG_CLIENT_TLS_OK);
+    CHECK(kong_client_tls_check_request(server, NULL, 0, tenant_b, &err) == KONG_CLIENT_TLS_MISDIRECTED);
     if (sni != NULL) {
         CHECK(name != NULL && len == 6 && strcmp(name, "a.test") == 0);
         CHECK(kong_client_tls_check_request(server, "a.test:443", 10, tenant_b, &err) == KONG_CLIENT_TLS_OK);

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod clients;
+pub mod h2;
 pub mod kong;
 pub mod memtls;
 pub mod nginx;
