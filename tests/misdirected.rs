@@ -122,7 +122,10 @@ fn with_sni_only_requests_for_that_name_see_the_verdict() {
             }
             // Without a host the tags decide (nginx's own `$host` is never missing).
             assert!(check(&conn, None, TENANT_A), "{what}: no host, same server");
-            assert!(!check(&conn, None, TENANT_B), "{what}: no host, another server");
+            assert!(
+                !check(&conn, None, TENANT_B),
+                "{what}: no host, another server"
+            );
             assert_eq!(
                 request_server_name(conn.server().as_ptr()),
                 Ok(Some(Some("a.test".to_string()))),
@@ -152,7 +155,10 @@ fn without_sni_only_requests_routed_to_the_requesting_server_see_the_verdict() {
                 "{what}: no tag proves nothing"
             );
             assert!(check(&conn, None, TENANT_A), "{what}: no host, same server");
-            assert!(!check(&conn, None, TENANT_B), "{what}: no host, another server");
+            assert!(
+                !check(&conn, None, TENANT_B),
+                "{what}: no host, another server"
+            );
             assert_eq!(
                 request_server_name(conn.server().as_ptr()),
                 Ok(Some(None)),
