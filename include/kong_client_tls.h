@@ -253,16 +253,21 @@ int kong_client_tls_request_client_certificate_for_server(SSL *ssl,
  * and the tag of the virtual server it was routed to.
  *
  * - `host`, `host_len`: the host the request names (the request line's authority, else
- *   `Host`, else HTTP/2 `:authority`), as sent or as nginx's `$host` holds it; NULL when
- *   it names none (HTTP/1.0 without `Host`): the request then stays in the server the
- *   handshake selected.
+ *   `Host`, else HTTP/2 `:authority`), as sent or as nginx's `$host` holds it (for a
+ *   request naming none, nginx's `$host` is the name of the server it was routed to);
+ *   NULL when the caller has no host for it: the request is then judged by `server`
+ *   alone, as without SNI.
  * - `server`: the tag of the virtual server the request was routed to, as given to
  *   `kong_client_tls_request_client_certificate_for_server`; NULL for none.
  *
  * Returns `KONG_CLIENT_TLS_OK` when the request may proceed: the library requested no
  * certificate on this connection, or the request is for the server it was requested for
  * (see the module's rule, in the README: the SNI name compared with `host` as nginx
- * compares hosts; without SNI, `server` compared with the requesting server's tag).
+ * compares hosts; without SNI or without `host`, `server` compared with the requesting
+ * server's tag). After a TLS 1.2 resumption the SNI name is the one of the session's
+ * full handshake, which OpenSSL keeps only when the servername callback accepted it
+ * (`SSL_TLSEXT_ERR_OK`, as nginx's does); without such a callback, such a connection
+ * counts as one without SNI.
  * Returns `KONG_CLIENT_TLS_MISDIRECTED` when it must be refused: answer 421 Misdirected
  * Request, as nginx does, so that the client retries on a connection of its own for that
  * name. A `host` nginx would refuse is misdirected. Returns `KONG_CLIENT_TLS_ERROR` with
