@@ -306,7 +306,7 @@ SAN_RUST    := RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(CURDIR)/$(SAN_DIR) \
                -Clink-arg=-Wl,--export-dynamic"
 SAN_LIB_DIR := $(SAN_DIR)/$(SAN_TRIPLE)/release
 SAN_SUITES  := --lib --test core --test alpn --test alpn_wire --test session_binding --test lua_unit \
-               --test misdirected --test host_names
+               --test misdirected --test host_names --test ca_names
 test-sanitizers:
 	$(SAN_RUST) $(CARGO) build --release --lib --target $(SAN_TRIPLE)
 	ASAN_OPTIONS=detect_leaks=1 $(SAN_RUST) $(CARGO) test --release --no-fail-fast \
@@ -330,7 +330,7 @@ test-nginx-valgrind: build
 	@rm -rf $(VG_NGINX_DIR) && mkdir -p $(VG_NGINX_DIR)
 	KCT_NGINX_WRAPPER="valgrind --leak-check=full --show-leak-kinds=definite --num-callers=40 \
 	  --log-file=$(abspath $(VG_NGINX_DIR))/vg.%p" \
-	  $(CARGO) test --release --test nginx_e2e --test nginx_alpn --test nginx_session --test nginx_misdirected -- --test-threads=1
+	  $(CARGO) test --release --test nginx_e2e --test nginx_alpn --test nginx_session --test nginx_misdirected --test nginx_ca_names -- --test-threads=1
 	tests/valgrind/check-nginx.sh $(VG_NGINX_DIR)
 
 # Benchmarks (issue 5): runs every group, writes BENCHMARKS.md, prints the ratios.

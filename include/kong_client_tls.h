@@ -215,6 +215,12 @@ int kong_client_tls_get0_full_client_certificate_chain(SSL *ssl,
  * Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
  * it again on the same connection replaces the previous store and CA list.
  *
+ * The subject names of `ca_certs` must fit a CertificateRequest: with their 2-byte
+ * lengths at most 64,512 bytes (TLS limits the list to 65,535 bytes, and in TLS 1.3 the
+ * other extensions of the message share that room). A larger set fails with a message
+ * saying how many bytes its names take, and changes nothing, instead of every handshake
+ * ending in an `internal_error` alert.
+ *
  * Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
  * (when `err` is not NULL; see the header's note on errors). On error the connection is left unchanged.
  *

@@ -28,6 +28,8 @@ use crate::sys::TLSEXT_TYPE_SERVER_NAME;
 
 const EMPTY_CA_LIST: Error = Error::new(c"ca_certs is an empty certificate stack");
 const NULL_CA_ENTRY: Error = Error::new(c"ca_certs contains a NULL certificate");
+const NAMES_TOO_LARGE: Error =
+    Error::new(c"ca_certs' subject names do not fit a CertificateRequest (nothing was changed)");
 const REBIND: Error = Error::new(
     c"request_client_certificate already ran at ClientHello time with other ca_certs; resumed sessions skip this phase, so the CA set cannot change here",
 );
@@ -74,6 +76,12 @@ const REBIND: Error = Error::new(
 ///
 /// Ownership: the caller keeps `ca_certs`; the library takes its own references. Calling
 /// it again on the same connection replaces the previous store and CA list.
+///
+/// The subject names of `ca_certs` must fit a CertificateRequest: with their 2-byte
+/// lengths at most 64,512 bytes (TLS limits the list to 65,535 bytes, and in TLS 1.3 the
+/// other extensions of the message share that room). A larger set fails with a message
+/// saying how many bytes its names take, and changes nothing, instead of every handshake
+/// ending in an `internal_error` alert.
 ///
 /// Returns `KONG_CLIENT_TLS_OK`, or `KONG_CLIENT_TLS_ERROR` with a message stored in `*err`
 /// (when `err` is not NULL; see the header's note on errors). On error the connection is left unchanged.
@@ -170,6 +178,15 @@ fn fingerprint(cert: &X509Ref) -> Result<binding::Fingerprint, Error> {
     binding::Fingerprint::try_from(&digest[..]).map_err(|_| Error::OPENSSL)
 }
 
+/// The length of `cert`'s subject name in DER, as the CertificateRequest carries it
+/// (X509_NAME keeps its encoding: nothing is encoded again).
+fn name_len(cert: &X509Ref) -> Result<usize, Error> {
+    // SAFETY: a live certificate's subject; a NULL output pointer only measures.
+    let len =
+        unsafe { openssl_sys::i2d_X509_NAME(cert.subject_name().as_ptr(), std::ptr::null_mut()) };
+    usize::try_from(len).map_err(|_| Error::OPENSSL)
+}
+
 /// The server name of the ClientHello being answered, as the binding sees it.
 ///
 /// # Safety
@@ -185,6 +202,17 @@ unsafe fn server_name<'a>(ssl: &SslRef, placement: Placement) -> ServerName<'a> 
         None => ServerName::Absent,
     }
 }
+
+/// The most bytes the acceptable-CA names may take in a CertificateRequest: each name's
+/// DER and its 2-byte length. TLS 1.2 holds the list in a 16-bit length (65,535 bytes;
+/// `construct_ca_names` in OpenSSL's `ssl/statem/statem_lib.c`); TLS 1.3 holds it in the
+/// `certificate_authorities` extension (4 bytes of header, a 2-byte length), in a 16-bit
+/// extensions block shared with `signature_algorithms` (6 bytes and 2 per algorithm) and
+/// what else the CertificateRequest carries (`tls_construct_extensions`). Past either,
+/// OpenSSL fails every handshake with an `internal_error` alert. The protocol version is
+/// not known at ClientHello time, so one limit serves both, with 1 KiB left for the
+/// other extensions.
+pub(crate) const MAX_CA_NAMES_BYTES: usize = 65_536 - 1024;
 
 /// What a `STACK_OF(X509)` of CA certificates becomes for one connection: our own
 /// references to them (the store and the CA list are built only by a full handshake,
@@ -215,9 +243,14 @@ impl CaCertificates {
         }
         let mut owned = Vec::with_capacity(certs.len() as usize);
         let mut fingerprints = Vec::with_capacity(certs.len() as usize);
+        let mut names_bytes = 0usize;
         for cert in certs.flatten() {
+            names_bytes += 2 + name_len(cert)?;
             fingerprints.push(fingerprint(cert)?);
             owned.push(cert.to_owned());
+        }
+        if names_bytes > MAX_CA_NAMES_BYTES {
+            return Err(NAMES_TOO_LARGE.with_sizes(names_bytes, MAX_CA_NAMES_BYTES));
         }
         Ok(Some(CaCertificates {
             certs: owned,

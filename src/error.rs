@@ -24,12 +24,21 @@ pub const KONG_CLIENT_TLS_BUFFER_TOO_SMALL: c_int = 2;
 /// symbols, so sharing one libssl cannot be proven.
 pub const KONG_CLIENT_TLS_NO_HOST_LIBSSL: c_int = 3;
 
-/// An error for the C caller: a static, NUL-terminated message it never frees, and for a
-/// failed OpenSSL call, what OpenSSL said (first error of its queue).
+/// An error for the C caller: a static, NUL-terminated message it never frees, and what
+/// the connection's copy of the message adds to it (see [`guard_connection`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Error {
     pub(crate) message: &'static CStr,
-    openssl: Option<OpenSslReason>,
+    detail: Option<Detail>,
+}
+
+/// What a connection's message adds to the static one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// For a failed OpenSSL call, what OpenSSL said (first error of its queue).
+    OpenSsl(OpenSslReason),
+    /// For something too large, how large it is and what fits.
+    Sizes { took: usize, limit: usize },
 }
 
 /// The first error OpenSSL queued, by its static strings (OpenSSL's own tables).
@@ -45,18 +54,28 @@ impl Error {
     pub const fn new(message: &'static CStr) -> Error {
         Error {
             message,
-            openssl: None,
+            detail: None,
         }
     }
 
     /// `self`'s message, with what OpenSSL said of `stack`.
     pub(crate) fn with_openssl(self, stack: &ErrorStack) -> Error {
-        let openssl = stack.errors().first().map(|e| OpenSslReason {
-            code: e.code(),
-            library: e.library(),
-            reason: e.reason(),
+        let detail = stack.errors().first().map(|e| {
+            Detail::OpenSsl(OpenSslReason {
+                code: e.code(),
+                library: e.library(),
+                reason: e.reason(),
+            })
         });
-        Error { openssl, ..self }
+        Error { detail, ..self }
+    }
+
+    /// `self`'s message, saying it took `took` bytes where `limit` fit.
+    pub(crate) fn with_sizes(self, took: usize, limit: usize) -> Error {
+        Error {
+            detail: Some(Detail::Sizes { took, limit }),
+            ..self
+        }
     }
 
     pub const NULL_SSL: Error = Error::new(c"ssl is NULL");
@@ -95,10 +114,10 @@ fn message_index() -> Option<Index<Ssl, ConnectionMessage>> {
     *INDEX.get_or_init(|| Ssl::new_ex_index().ok())
 }
 
-/// `e`'s message with OpenSSL's reason, written into `ssl`'s message slot; `None` when
-/// there is no reason to add or no slot.
+/// `e`'s message with its detail, written into `ssl`'s message slot; `None` when there is
+/// no detail to add or no slot.
 fn connection_message(ssl: &mut SslRef, e: Error) -> Option<*const c_char> {
-    let openssl = e.openssl?;
+    let detail = e.detail?;
     let index = message_index()?;
     if ssl.ex_data(index).is_none() {
         ssl.set_ex_data(index, ConnectionMessage([0; MESSAGE_ROOM]));
@@ -106,14 +125,22 @@ fn connection_message(ssl: &mut SslRef, e: Error) -> Option<*const c_char> {
     let slot = &mut ssl.ex_data_mut(index)?.0;
     let mut out = &mut slot[..MESSAGE_ROOM - 1];
     // A write into a full slice stops short: the message is cut, never overflowing.
-    let _ = write!(
-        out,
-        "{}: {}: {} (error:{:08X})",
-        e.message.to_str().unwrap_or("OpenSSL call failed"),
-        openssl.library.unwrap_or("unknown library"),
-        openssl.reason.unwrap_or("unknown reason"),
-        openssl.code,
-    );
+    let message = e.message.to_str().unwrap_or("kong_client_tls error");
+    let _ = match detail {
+        Detail::OpenSsl(openssl) => write!(
+            out,
+            "{message}: {}: {} (error:{:08X})",
+            openssl.library.unwrap_or("unknown library"),
+            openssl.reason.unwrap_or("unknown reason"),
+            openssl.code,
+        ),
+        Detail::Sizes { took, limit } => {
+            write!(
+                out,
+                "{message}: they take {took} bytes, at most {limit} fit"
+            )
+        }
+    };
     let end = MESSAGE_ROOM - 1 - out.len();
     slot[end] = 0;
     Some(slot.as_ptr().cast())
@@ -133,7 +160,8 @@ pub(crate) fn guard(err: *mut *const c_char, body: impl FnOnce() -> Result<c_int
 }
 
 /// Like [`guard`], for an entry that works on the server-side connection `ssl`: when an
-/// OpenSSL call failed, the message that reaches `*err` says what OpenSSL said, and is
+/// OpenSSL call failed, the message that reaches `*err` says what OpenSSL said (and when
+/// something was too large, its size and the limit), and is
 /// held by the connection until its next such failure or `SSL_free` (never freed by the
 /// caller). Every entry's contract makes `ssl` NULL or a live `SSL *`.
 pub(crate) fn guard_connection(

@@ -818,6 +818,26 @@ struct Sequence {
 }
 
 impl Sequence {
+    /// What static nginx gives: in 1.29.2 and later (taken here as from 1.29.0), an HTTP/2
+    /// request naming no host is a 400 before any server is looked up ("client sent
+    /// neither :authority nor Host header").
+    fn reference(&self) -> String {
+        let no_host_400 = self.h2 && nginx::nginx_version() >= (1, 29, 0);
+        let statuses: Vec<&str> = self
+            .hosts
+            .iter()
+            .zip(self.reference)
+            .map(|(host, r)| {
+                if no_host_400 && host.is_empty() {
+                    "400"
+                } else {
+                    r
+                }
+            })
+            .collect();
+        statuses.join(", ")
+    }
+
     fn label(&self, version: SslVersion) -> String {
         let what = if self.h2 {
             "HTTP/2 :authority"
@@ -902,7 +922,9 @@ const SEQUENCES: &[Sequence] = &[
     },
     // No :authority (nor Host): nginx looks up the empty name, which selects the default
     // server (a.test): static nginx answers 421 there; without `ssl_verify_client`, nginx
-    // refuses an HTTP/2 request without a host itself (400).
+    // refuses an HTTP/2 request without a host itself (400). nginx 1.29.2 (Debian
+    // unstable's 1.30 too) refuses it before any server is looked up, static or not;
+    // 1.27.1 does not; the releases between are not tested: see `Sequence::reference`.
     Sequence {
         h2: true,
         sni: SNI_B,
@@ -968,7 +990,7 @@ fn keep_alive_and_http2_connections_alternating_hosts() {
     for version in VERSIONS {
         for seq in SEQUENCES {
             let drive = |port| seq.drive(port, version);
-            let want = by_form(&seq.reference.join(", "), &seq.guarded.join(", "));
+            let want = by_form(&seq.reference(), &seq.guarded.join(", "));
             table.row(seq.label(version), cells(&nginx, &GUARDED, drive, want));
         }
     }

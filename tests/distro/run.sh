@@ -24,7 +24,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 CARGO="${CARGO:-cargo}"
-suites=(nginx_e2e nginx_alpn nginx_session nginx_misdirected)
+suites=(nginx_e2e nginx_alpn nginx_session nginx_misdirected nginx_ca_names)
 test_args=()
 for suite in "${suites[@]}"; do test_args+=(--test "$suite"); done
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The OpenSSL matrix: the in-process suites (Rust: lib, core, session_binding, alpn, alpn_wire, lua_unit,
-# misdirected, host_names;
+# misdirected, host_names, ca_names;
 # C: tests/c, plain and under valgrind) against OpenSSL release lines.
 #
 #   tests/openssl/matrix.sh 3.0 3.5          # some lines
@@ -30,7 +30,7 @@ out=${KCT_MATRIX_OUT:-target/matrix/openssl.tsv}
 modes=${MATRIX_MODES:-swap build}
 cargo=${CARGO:-cargo}
 suites=(--lib --test core --test session_binding --test alpn --test alpn_wire --test lua_unit
-        --test misdirected --test host_names)
+        --test misdirected --test host_names --test ca_names)
 
 lines=()
 for arg in "$@"; do
