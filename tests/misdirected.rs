@@ -100,6 +100,15 @@ fn check(conn: &Connection, host: Option<&str>, server: usize) -> bool {
     check_request(conn.server().as_ptr(), host.map(str::as_bytes), server).unwrap()
 }
 
+/// Without a host (a C caller's; nginx's `$host` is never missing) the tags decide.
+fn no_host_is_judged_by_the_tags(conn: &Connection, what: &str) {
+    assert!(check(conn, None, TENANT_A), "{what}: no host, same server");
+    assert!(
+        !check(conn, None, TENANT_B),
+        "{what}: no host, another server"
+    );
+}
+
 #[test]
 fn with_sni_only_requests_for_that_name_see_the_verdict() {
     for version in VERSIONS {
@@ -120,12 +129,7 @@ fn with_sni_only_requests_for_that_name_see_the_verdict() {
             ] {
                 assert!(!check(&conn, Some(other), TENANT_A), "{what}: {other:?}");
             }
-            // Without a host the tags decide (nginx's own `$host` is never missing).
-            assert!(check(&conn, None, TENANT_A), "{what}: no host, same server");
-            assert!(
-                !check(&conn, None, TENANT_B),
-                "{what}: no host, another server"
-            );
+            no_host_is_judged_by_the_tags(&conn, &what);
             assert_eq!(
                 request_server_name(conn.server().as_ptr()),
                 Ok(Some(Some("a.test".to_string()))),
@@ -154,11 +158,7 @@ fn without_sni_only_requests_routed_to_the_requesting_server_see_the_verdict() {
                 !check(&conn, Some("a.test"), 0),
                 "{what}: no tag proves nothing"
             );
-            assert!(check(&conn, None, TENANT_A), "{what}: no host, same server");
-            assert!(
-                !check(&conn, None, TENANT_B),
-                "{what}: no host, another server"
-            );
+            no_host_is_judged_by_the_tags(&conn, &what);
             assert_eq!(
                 request_server_name(conn.server().as_ptr()),
                 Ok(Some(None)),
