@@ -136,8 +136,9 @@ fn http(p: &Ports) -> String {
             listen = listen_http2(port)
         )
     };
+    // The README's configuration: every request first through the guard.
     format!(
-        "{}{}",
+        "    server_rewrite_by_lua_block {{ TLS.reject_misdirected_request() }}\n{}{}",
         server(p.get("ec"), "ec"),
         server(p.get("rsa"), "rsa")
     )
