@@ -81,12 +81,12 @@ fn names_received(conn: &Connection) -> usize {
     }
 }
 
+/// What each `request_client_certificate` call of a connection returned.
+type Calls = Arc<Mutex<Vec<Result<(), String>>>>;
+
 /// Hooks that request a certificate against `set` at `client_hello` or at certificate
 /// time, keeping what the call returned.
-fn requesting(
-    set: Vec<X509>,
-    at_client_hello: bool,
-) -> (Hooks, Arc<Mutex<Vec<Result<(), String>>>>) {
+fn requesting(set: Vec<X509>, at_client_hello: bool) -> (Hooks, Calls) {
     let results = Arc::new(Mutex::new(Vec::new()));
     let keep = results.clone();
     let request = hook(move |ssl| {
@@ -179,8 +179,7 @@ fn openssl_itself_fails_every_handshake_past_the_protocol_limit() {
         let server = conn
             .server
             .as_ref()
-            .err()
-            .expect("the server's handshake fails");
+            .expect_err("the server's handshake fails");
         assert!(server.contains("internal error"), "{version:?}: {server}");
         assert!(conn.client.is_err(), "{version:?}: and the client's");
     }
