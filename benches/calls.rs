@@ -1,4 +1,4 @@
-//! Groups 1 and 2 of `make bench` (issue 5), in one process, no sockets:
+//! Groups 1, 2, 4, 5 and 6 of `make bench` (issue 5), in one process, no sockets:
 //! 1. the cost of each of our calls made from the certificate / client hello callback,
 //!    as the ratio of whole in-memory handshakes with and without it;
 //! 2. chain retrieval: our first and repeated calls against the algorithm of
@@ -8,7 +8,10 @@
 //! 5. what the client hello form of `request_client_certificate` saves a mutual-TLS client
 //!    that reconnects with its session (issue 12): resumption rate and CPU per connection
 //!    against the certificate form, Kong's `disable_session_reuse` pairing and plain
-//!    resumption; and what the call itself costs in each form.
+//!    resumption; and what the call itself costs in each form;
+//! 6. server CPU per full mutual-TLS handshake against the CA set size (issue 18):
+//!    `request_client_certificate` with 1 to 1000 CAs, in both forms, against the same CAs
+//!    on the context (nginx's `ssl_verify_client optional_no_ca`).
 //!
 //! `cargo bench --bench calls` writes `target/bench/group1.md`, `group2.md`, … (see
 //! `KCT_BENCH_DIR`), and prints the ratios. Run without `--bench` (as `cargo test
@@ -27,8 +30,8 @@ use std::time::Instant;
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{
-    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession, SslSessionCacheMode,
-    SslVerifyMode, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession,
+    SslSessionCacheMode, SslStream, SslVerifyMode, SslVersion,
 };
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -45,7 +48,7 @@ use kong_client_tls::{
 };
 use stats::{fmt_us, median, scaled, Interleaved, Paired, Table};
 use support::memtls::{
-    client_context_presenting, client_ssl, handshake, handshake_resuming, paused_in_callback,
+    client_context_presenting, client_ssl, handshake, handshake_resuming, paused_in_callback, pipe,
     set_cert_hook, set_client_hello_hook, set_pause, Pause, RawHook, Reconnecting,
 };
 use support::pki::{self, KeyKind, Pki};
@@ -97,15 +100,18 @@ fn server_ctx(
 }
 
 /// nginx's `ssl_verify_client optional_no_ca` + `ssl_client_certificate ca.pem`, with
-/// `ssl_verify_depth 0` as Kong's `verify_client(ca, 0)`: all static, on the context.
-fn static_optional_no_ca(mut ctx: SslContextBuilder, ca: &X509) -> SslContextBuilder {
+/// `ssl_verify_depth 0` as Kong's `verify_client(ca, 0)`: all static, on the context
+/// (the store and the CA list of `cas` built once, here).
+fn static_optional_no_ca(mut ctx: SslContextBuilder, cas: &[&X509]) -> SslContextBuilder {
     ctx.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
     ctx.set_verify_depth(0);
     let mut names = Stack::<X509Name>::new().unwrap();
-    names.push(ca.subject_name().to_owned().unwrap()).unwrap();
-    ctx.set_client_ca_list(names);
     let mut store = X509StoreBuilder::new().unwrap();
-    store.add_cert(ca.clone()).unwrap();
+    for ca in cas {
+        names.push(ca.subject_name().to_owned().unwrap()).unwrap();
+        store.add_cert((*ca).clone()).unwrap();
+    }
+    ctx.set_client_ca_list(names);
     ctx.set_cert_store(store.build());
     ctx
 }
@@ -231,7 +237,7 @@ fn mode_contexts(keys: &Keys, version: SslVersion, mode: Mode) -> (SslContext, S
     let base = || server_builder(keys, version);
     match mode {
         Mode::StaticOptionalNoCa => (
-            server_ctx(static_optional_no_ca(base(), ca), None, None, null),
+            server_ctx(static_optional_no_ca(base(), &[ca]), None, None, null),
             mtls_client(),
         ),
         Mode::RequestClientCertificate => (
@@ -781,7 +787,7 @@ fn kct_measured_chain(f: ChainFn, ssls: &[*mut SSL], buf: &mut [u8]) {
 fn chain_contexts(keys: &Keys) -> (SslContext, SslContext) {
     let version = SslVersion::TLS1_3;
     let server = server_ctx(
-        static_optional_no_ca(server_builder(keys, version), &keys.client.root.cert),
+        static_optional_no_ca(server_builder(keys, version), &[&keys.client.root.cert]),
         None,
         None,
         std::ptr::null_mut(),
@@ -852,41 +858,75 @@ fn instr_file(dir: &std::path::Path, j: &InstrJob) -> std::path::PathBuf {
     dir.join(format!("{}-{}-{}.out", j.0, j.1, j.2))
 }
 
+/// One callgrind run: its output file, the functions it counts (`--toggle-collect`) and
+/// the arguments of the child (this binary in one of its `--instr` modes).
+struct CallgrindRun {
+    out: std::path::PathBuf,
+    toggles: &'static [&'static str],
+    args: Vec<String>,
+}
+
+/// Group 1's and group 2's callgrind runs.
+fn group1_runs(dir: &std::path::Path, pki_dir: &std::path::Path) -> Vec<CallgrindRun> {
+    instr_jobs()
+        .iter()
+        .map(|j| CallgrindRun {
+            out: instr_file(dir, j),
+            toggles: &["*kct_measured_handshakes*", "*kct_measured_chain"],
+            args: vec![
+                "--instr".into(),
+                j.0.into(),
+                j.1.into(),
+                j.2.into(),
+                INSTR_HANDSHAKES.to_string(),
+                pki_dir.display().to_string(),
+            ],
+        })
+        .collect()
+}
+
 /// Runs every job under callgrind, two at a time; an error when valgrind cannot start.
-fn run_callgrind(dir: &std::path::Path, pki_dir: &std::path::Path) -> std::io::Result<()> {
+/// The output of a child that fails is removed, so that its count reads "failed".
+fn run_callgrind(runs: &[CallgrindRun]) -> std::io::Result<()> {
     let exe = std::env::current_exe().unwrap();
-    let mut running: Vec<std::process::Child> = vec![];
-    for j in &instr_jobs() {
-        if running.len() >= 2 {
-            let mut first = running.remove(0);
-            first.wait().unwrap();
+    let mut running: Vec<(std::process::Child, &std::path::Path)> = vec![];
+    let reap = |(mut child, out): (std::process::Child, &std::path::Path)| {
+        if !child.wait().unwrap().success() {
+            let _ = std::fs::remove_file(out);
         }
-        let child = std::process::Command::new("valgrind")
-            .arg("--tool=callgrind")
-            .arg("--toggle-collect=*kct_measured_handshakes*")
-            .arg("--toggle-collect=*kct_measured_chain")
-            .arg(format!(
-                "--callgrind-out-file={}",
-                instr_file(dir, j).display()
-            ))
+    };
+    for run in runs {
+        if running.len() >= 2 {
+            reap(running.remove(0));
+        }
+        let mut cmd = std::process::Command::new("valgrind");
+        cmd.arg("--tool=callgrind");
+        for t in run.toggles {
+            cmd.arg(format!("--toggle-collect={t}"));
+        }
+        let child = cmd
+            .arg(format!("--callgrind-out-file={}", run.out.display()))
             .arg(&exe)
-            .args(["--instr", j.0, j.1, j.2])
-            .arg(INSTR_HANDSHAKES.to_string())
-            .arg(pki_dir)
+            .args(&run.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        running.push(child);
+        running.push((child, &run.out));
     }
-    for mut c in running {
-        c.wait().unwrap();
+    for r in running {
+        reap(r);
     }
     Ok(())
 }
 
 /// Instructions per handshake (or per call) of one job, from its callgrind output.
 fn instr_count(dir: &std::path::Path, j: InstrJob) -> Option<f64> {
-    let text = std::fs::read_to_string(instr_file(dir, &j)).ok()?;
+    instr_per_run(&instr_file(dir, &j))
+}
+
+/// The instructions a callgrind output counted, per run of [`INSTR_HANDSHAKES`].
+fn instr_per_run(file: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(file).ok()?;
     let line = text
         .lines()
         .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))?;
@@ -1022,26 +1062,52 @@ fn instr_chain(dir: &std::path::Path, out: &mut String) -> Vec<Goal> {
     goals
 }
 
-/// Instructions per handshake of every mode, counted by callgrind in child processes
-/// (two at a time), then the ratios of the group 1 comparisons. Skipped without valgrind.
-fn instructions(pki_dir: &std::path::Path, out: &mut String, summary: &mut Vec<String>) {
+/// Instructions counted by callgrind in child processes (two at a time): with `g1`, per
+/// handshake of every group 1 mode, then the ratios of the group 1 comparisons (and
+/// group 2's first calls); with `g6`, group 6's servers at its CA set sizes. Skipped
+/// without valgrind.
+fn instructions(
+    pki_dir: &std::path::Path,
+    g1: Option<&mut String>,
+    g6: Option<(&[usize], &mut String)>,
+    summary: &mut Vec<String>,
+) {
     let dir = stats::out_dir().join("callgrind");
     std::fs::create_dir_all(&dir).unwrap();
-    if let Err(e) = run_callgrind(&dir, pki_dir) {
-        println!("group 1 (instructions): valgrind not runnable ({e}); skipped");
-        out.push_str("valgrind was not available: not measured.\n");
+    let mut runs = vec![];
+    if g1.is_some() {
+        runs.extend(group1_runs(&dir, pki_dir));
+    }
+    if let Some((sizes, _)) = &g6 {
+        runs.extend(ca_set_runs(&dir, pki_dir, sizes));
+    }
+    if let Err(e) = run_callgrind(&runs) {
+        println!("instructions: valgrind not runnable ({e}); skipped");
+        let none = "valgrind was not available: not measured.\n";
+        g1.into_iter().for_each(|out| out.push_str(none));
+        g6.into_iter().for_each(|(_, out)| out.push_str(none));
         return;
     }
-    let handshakes = instr_handshakes(&dir, out);
-    let chain = instr_chain(&dir, out);
-    summary.extend(chain.iter().map(|g| g.summary_row("2")));
-    summary.extend(handshakes.iter().map(|g| g.summary_row("1")));
+    if let Some(out) = g1 {
+        let handshakes = instr_handshakes(&dir, out);
+        let chain = instr_chain(&dir, out);
+        summary.extend(chain.iter().map(|g| g.summary_row("2")));
+        summary.extend(handshakes.iter().map(|g| g.summary_row("1")));
+    }
+    if let Some((sizes, out)) = g6 {
+        let goals = ca_set_instructions(&dir, sizes, out);
+        summary.extend(goals.iter().map(|g| g.summary_row("6")));
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--instr") {
         instr_child(&args[i + 1..]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--instr6") {
+        instr6_child(&args[i + 1..]);
         return;
     }
     let bench = stats::bench_mode();
@@ -1064,7 +1130,9 @@ fn main() {
     }
     let mut summary = vec![];
     let mut g1 = String::new();
-    // KCT_BENCH_SKIP=1,2,instr skips parts (for working on one group).
+    // KCT_BENCH_SKIP=1,2,4,5,6,instr,instr1 skips parts (for working on one group):
+    // groups, all callgrind runs (instr), or group 1 and 2's callgrind runs (instr1;
+    // group 6's are skipped with the group).
     let skip = std::env::var("KCT_BENCH_SKIP").unwrap_or_default();
     let skip = |part: &str| skip.split(',').any(|p| p == part);
     let met1 = skip("1") || group1(bench, &all_keys, &mut g1, &mut summary);
@@ -1076,13 +1144,18 @@ fn main() {
     }
     let mut g5 = String::new();
     let met5 = skip("5") || group5(bench, &all_keys, &mut g5, &mut summary);
+    let mut g6 = String::new();
+    let ca_sets = (!skip("6")).then(|| group6(bench, &all_keys, &pki_dir, &mut g6, &mut summary));
+    let met6 = ca_sets.as_ref().map_or(true, |c| c.met);
     if !bench {
         println!("calls bench: smoke run only (run with --bench to measure)");
         return;
     }
-    let mut g1i = String::new();
+    let (mut g1i, mut g6i) = (String::new(), String::new());
     if std::env::var_os("KCT_BENCH_NO_CALLGRIND").is_none() && !skip("instr") {
-        instructions(&pki_dir, &mut g1i, &mut summary);
+        let g1 = (!skip("instr1")).then_some(&mut g1i);
+        let g6 = ca_sets.as_ref().map(|c| (c.sizes.as_slice(), &mut g6i));
+        instructions(&pki_dir, g1, g6, &mut summary);
     }
     let dir = stats::out_dir();
     std::fs::write(dir.join("group1-instr.md"), g1i).unwrap();
@@ -1090,10 +1163,12 @@ fn main() {
     std::fs::write(dir.join("group2.md"), g2).unwrap();
     std::fs::write(dir.join("group4.md"), g4).unwrap();
     std::fs::write(dir.join("group5.md"), g5).unwrap();
+    std::fs::write(dir.join("group6.md"), g6).unwrap();
+    std::fs::write(dir.join("group6-instr.md"), g6i).unwrap();
     std::fs::write(dir.join("summary-calls.md"), summary.join("\n") + "\n").unwrap();
     std::fs::write(
         dir.join("calls.status"),
-        format!("group1={met1}\ngroup2={met2}\ngroup5={met5}\n"),
+        format!("group1={met1}\ngroup2={met2}\ngroup5={met5}\ngroup6={met6}\n"),
     )
     .unwrap();
     println!("calls bench: {:.0} s", t0.elapsed().as_secs_f64());
@@ -1378,7 +1453,7 @@ fn reuse_server(keys: &Keys, path: ResumptionPath, reuse: Reuse, ca: *mut c_void
         Reuse::CertificateForm => (Some(request), None),
         Reuse::KongPairing => (Some(hook_kong_pairing), None),
         Reuse::StaticResumption => {
-            ctx = static_optional_no_ca(ctx, &keys.client.root.cert);
+            ctx = static_optional_no_ca(ctx, &[&keys.client.root.cert]);
             (None, None)
         }
         Reuse::PlainResumption | Reuse::PlainFull => (None, None),
@@ -1814,4 +1889,588 @@ fn call_cost(bench: bool, all_keys: &[Keys], out: &mut String, summary: &mut Vec
         results.join("; "),
     );
     summary.push(goal.summary_row("5"));
+}
+
+// Group 6 ------------------------------------------------------------------------------
+
+/// The CA set sizes of group 6 (those whose names fit a CertificateRequest); issue 18's
+/// goal is judged at [`CA_SET_JUDGED`], the others are reported.
+const CA_SET_SIZES: [usize; 5] = [1, 10, 100, 600, 1000];
+const CA_SET_JUDGED: [usize; 3] = [1, 100, 600];
+/// Issue 18's target: ours / static, server CPU per full mutual-TLS handshake.
+const CA_SET_TARGET: f64 = 1.05;
+/// The library's limit on the CA names of one set (`MAX_CA_NAMES_BYTES`).
+const CA_NAMES_LIMIT: usize = 64_512;
+/// The label of the CAs added to the client's: short, so that 1000 names fit.
+const CA_SET_LABEL: &str = "ca";
+/// Where group 6 saves those CAs for its callgrind children (in the PKI directory).
+const CA_SET_PEM: &str = "ca-set.pem";
+
+/// How a group 6 server requests and verifies the client certificate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CaSetServer {
+    Static,
+    CertificateForm,
+    HelloForm,
+}
+
+/// Each server: its id (`--instr6`, callgrind files), its name in the tables, what it
+/// is. The static server first: the baseline.
+const CA_SET_SERVERS: [(CaSetServer, &str, &str, &str); 3] = [
+    (
+        CaSetServer::Static,
+        "static",
+        "static (A)",
+        "static `optional_no_ca`: the CAs as the context's verify store and client CA list, built once at context creation, verify PEER + accept-all callback, depth 0 (nginx's `ssl_verify_client optional_no_ca` + `ssl_client_certificate`)",
+    ),
+    (
+        CaSetServer::CertificateForm,
+        "cert",
+        "certificate form (B)",
+        "`request_client_certificate(ca)` in the certificate callback",
+    ),
+    (
+        CaSetServer::HelloForm,
+        "hello",
+        "client hello form (C)",
+        "`request_client_certificate(ca)` in the client hello callback",
+    ),
+];
+
+/// The bytes the subject names of `cas` take in a CertificateRequest: each name's DER
+/// and its 2-byte length, as the library counts them.
+fn ca_names_bytes(cas: &[&X509]) -> usize {
+    cas.iter()
+        .map(|c| 2 + c.subject_name().to_der().unwrap().len())
+        .sum()
+}
+
+/// The CA set of size `n`: `n - 1` of `extra`, then the client's CA (last in the store
+/// and in the list).
+fn ca_set<'a>(keys: &'a Keys, extra: &'a [X509], n: usize) -> Vec<&'a X509> {
+    assert!(n >= 1 && n - 1 <= extra.len());
+    extra[..n - 1]
+        .iter()
+        .chain(std::iter::once(&keys.client.root.cert))
+        .collect()
+}
+
+/// No tickets and no session cache: every handshake is full and issues no ticket (the
+/// certificate form makes sessions unresumable, which would otherwise spare it the
+/// tickets the static server issues).
+fn no_resumption(ctx: &mut SslContextBuilder) {
+    ctx.set_num_tickets(0).unwrap();
+    ctx.set_options(SslOptions::NO_TICKET);
+    ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
+}
+
+/// A TLS 1.3 ECDSA server requesting a certificate issued by one of `cas`, as `server`
+/// says; the two forms of our call get `stack` (the same `STACK_OF(X509)` of `cas` on
+/// every connection). Every server runs a certificate and a client hello callback
+/// (empty where it makes no call), as in group 1.
+fn ca_set_server(
+    keys: &Keys,
+    server: CaSetServer,
+    cas: &[&X509],
+    stack: *mut c_void,
+) -> SslContext {
+    let mut ctx = server_builder(keys, SslVersion::TLS1_3);
+    no_resumption(&mut ctx);
+    let request: RawHook = hook_request_client_certificate;
+    match server {
+        CaSetServer::Static => server_ctx(
+            static_optional_no_ca(ctx, cas),
+            None,
+            None,
+            std::ptr::null_mut(),
+        ),
+        CaSetServer::CertificateForm => server_ctx(ctx, Some(request), None, stack),
+        CaSetServer::HelloForm => server_ctx(ctx, None, Some(request), stack),
+    }
+}
+
+/// The client: TLS 1.3, presents a certificate issued directly by its CA, keeps no
+/// sessions.
+fn ca_set_client(keys: &Keys) -> SslContext {
+    let mut ctx =
+        client_context_presenting(SslVersion::TLS1_3, Some(&keys.client.direct_leaf), &[]);
+    ctx.set_options(SslOptions::NO_TICKET);
+    ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
+    ctx.build()
+}
+
+/// Checks one handshake of `server`: full, no ticket, the `n` names received by the
+/// client, the client certificate verified.
+fn check_ca_set(server: CaSetServer, ctx: &SslContext, client: &SslContext, n: usize) {
+    let c = handshake(ctx, client);
+    let s = c.server.ssl();
+    assert!(!s.session_reused(), "{server:?}, {n} CAs: resumed");
+    assert_eq!(s.num_tickets(), 0, "{server:?}, {n} CAs: issues tickets");
+    assert!(
+        s.peer_certificate().is_some(),
+        "{server:?}, {n} CAs: no client certificate"
+    );
+    assert_eq!(
+        s.verify_result().as_raw(),
+        0,
+        "{server:?}, {n} CAs: not verified"
+    );
+    // SAFETY: the list belongs to the live client SSL and is only read.
+    let names = unsafe {
+        let list = sys::SSL_get_client_CA_list(c.client.ssl().as_ptr());
+        assert!(!list.is_null(), "{server:?}, {n} CAs: no CA names received");
+        openssl::stack::StackRef::<X509Name>::from_ptr(list).len()
+    };
+    assert_eq!(names, n, "{server:?}: CA names received");
+}
+
+/// Runs `f` as server work: its thread CPU time is added to `ns`, and callgrind counts
+/// its instructions (`--toggle-collect=*kct_measured_server_side*`).
+#[inline(never)]
+fn kct_measured_server_side<R>(ns: &mut u64, f: impl FnOnce() -> R) -> R {
+    let t = stats::thread_cpu_ns();
+    let r = f();
+    *ns += stats::thread_cpu_ns() - t;
+    r
+}
+
+/// A full handshake driven as memtls's `handshake` does (client and server steps
+/// alternating over in-memory pipes, one thread); returns the server's CPU time only:
+/// its `SSL_new`, each of its `SSL_do_handshake` steps and its `SSL_free`.
+fn server_timed_handshake(server: &SslContext, client: &SslContext) -> u64 {
+    let mut ns = 0;
+    let (s_end, c_end) = pipe();
+    let mut c = SslStream::new(Ssl::new(client).unwrap(), c_end).unwrap();
+    let mut s = kct_measured_server_side(&mut ns, || {
+        SslStream::new(Ssl::new(server).unwrap(), s_end).unwrap()
+    });
+    let (mut c_done, mut s_done) = (false, false);
+    for _ in 0..16 {
+        if !c_done {
+            match c.connect() {
+                Ok(()) => c_done = true,
+                Err(e) if e.code() == ErrorCode::WANT_READ => {}
+                Err(e) => panic!("client handshake: {e}"),
+            }
+        }
+        if !s_done {
+            match kct_measured_server_side(&mut ns, || s.accept()) {
+                Ok(()) => s_done = true,
+                Err(e) if e.code() == ErrorCode::WANT_READ => {}
+                Err(e) => panic!("server handshake: {e}"),
+            }
+        }
+        if c_done && s_done {
+            break;
+        }
+    }
+    assert!(c_done && s_done, "handshake did not finish");
+    kct_measured_server_side(&mut ns, || drop(s));
+    drop(c);
+    ns
+}
+
+/// [`Interleaved::run`] for runs that report their own time (the server's CPU ns):
+/// rounds A B C, C B A, …, a sample being each variant's median over `per_sample`
+/// runs; `wall` is each run's wall-clock time, both ends included.
+fn interleaved_reported(
+    samples: usize,
+    per_sample: usize,
+    fs: &mut [&mut dyn FnMut() -> f64],
+) -> Interleaved {
+    let n = fs.len();
+    for _ in 0..per_sample.div_ceil(4).max(2) {
+        for f in fs.iter_mut() {
+            f();
+        }
+    }
+    let mut m = Interleaved {
+        cpu: vec![vec![]; n],
+        wall: vec![vec![]; n],
+    };
+    for _ in 0..samples {
+        let (mut cpu, mut wall) = (vec![vec![]; n], vec![vec![]; n]);
+        for i in 0..per_sample {
+            for k in 0..n {
+                let v = if i % 2 == 0 { k } else { n - 1 - k };
+                let w = Instant::now();
+                cpu[v].push(fs[v]());
+                wall[v].push(w.elapsed().as_nanos() as f64);
+            }
+        }
+        for v in 0..n {
+            m.cpu[v].push(median(&cpu[v]));
+            m.wall[v].push(median(&wall[v]));
+        }
+    }
+    m
+}
+
+/// Group 6, one CA set size: the three servers in the same interleaved rounds.
+struct CaSetRun {
+    n: usize,
+    names_bytes: usize,
+    per_sample: usize,
+    /// Server CPU ns per handshake, variants in [`CA_SET_SERVERS`] order.
+    m: Interleaved,
+}
+
+impl CaSetRun {
+    /// (median, p25–p75) of variant `b`'s time over the static server's, per sample.
+    fn ratio(&self, b: usize) -> (f64, String) {
+        let r = self.m.ratios(b, 0);
+        (median(&r), stats::iqr(&r, &|x| format!("{x:.3}")))
+    }
+}
+
+fn measure_ca_set(
+    bench: bool,
+    samples: usize,
+    keys: &Keys,
+    extra: &[X509],
+    n: usize,
+    client: &SslContext,
+) -> CaSetRun {
+    let cas = ca_set(keys, extra, n);
+    let stack = ca_stack(&cas);
+    let servers: Vec<SslContext> = CA_SET_SERVERS
+        .iter()
+        .map(|s| ca_set_server(keys, s.0, &cas, stack))
+        .collect();
+    for (s, ctx) in CA_SET_SERVERS.iter().zip(&servers) {
+        check_ca_set(s.0, ctx, client, n);
+    }
+    let mut runs: Vec<Box<dyn FnMut() -> f64 + '_>> = servers
+        .iter()
+        .map(|s| {
+            Box::new(move || server_timed_handshake(s, client) as f64) as Box<dyn FnMut() -> f64>
+        })
+        .collect();
+    // A sample: about `target_ms` of CPU (both ends) for one handshake of each server.
+    let target_ms = if bench {
+        250.0 * stats::scale().min(1.0)
+    } else {
+        1.0
+    };
+    let (round, _) = stats::time_batch(2, &mut || {
+        for r in runs.iter_mut() {
+            r();
+        }
+    });
+    let per_sample = ((target_ms * 1e6 / round).round() as usize).max(if bench { 5 } else { 1 });
+    let mut each: Vec<&mut dyn FnMut() -> f64> = runs
+        .iter_mut()
+        .map(|r| &mut **r as &mut dyn FnMut() -> f64)
+        .collect();
+    let m = interleaved_reported(samples, per_sample, &mut each);
+    CaSetRun {
+        n,
+        names_bytes: ca_names_bytes(&cas),
+        per_sample,
+        m,
+    }
+}
+
+/// One size's goal for one form: judged at [`CA_SET_JUDGED`], reported elsewhere.
+fn ca_set_goal(n: usize, form: &str, ratio: f64) -> Goal {
+    let comparison = if CA_SET_JUDGED.contains(&n) {
+        Comparison::AtMost
+    } else {
+        Comparison::Reported
+    };
+    Goal::new(
+        format!("{}: {form}", cas_text(n)),
+        ratio,
+        comparison,
+        CA_SET_TARGET,
+    )
+    .shown(3, "")
+}
+
+/// "1 CA", "10 CAs".
+fn cas_text(n: usize) -> String {
+    if n == 1 {
+        "1 CA".to_string()
+    } else {
+        format!("{n} CAs")
+    }
+}
+
+/// A goal's table cell: the verdict where judged, "reported" elsewhere.
+fn ca_set_cell(g: &Goal) -> String {
+    if g.comparison == Comparison::Reported {
+        "— (reported)".to_string()
+    } else {
+        g.verdict()
+    }
+}
+
+/// The summary goal of one form: the worst of the judged sizes, then every size's value.
+fn ca_set_summary(label: String, goals: &[(usize, Goal)]) -> Option<Goal> {
+    let judged = goals.iter().filter(|(n, _)| CA_SET_JUDGED.contains(n));
+    let worst = Goal::worst(judged.map(|g| &g.1))?;
+    let at = goals.iter().find(|g| std::ptr::eq(&g.1, worst)).unwrap().0;
+    let all: Vec<String> = goals
+        .iter()
+        .map(|(n, g)| format!("{} {:.3}", cas_text(*n), g.value))
+        .collect();
+    let text = format!(
+        "worst {:.3} ({}); per CA set size: {}",
+        worst.value,
+        cas_text(at),
+        all.join(", ")
+    );
+    Some(Goal::new(label, worst.value, Comparison::AtMost, CA_SET_TARGET).described(text))
+}
+
+/// The label of a form's summary goal, `measured` naming the measure.
+fn ca_set_label(form: usize, measured: &str) -> String {
+    format!(
+        "server cost per full mutual-TLS handshake (TLS 1.3, ECDSA P-256; issue 18: {} CAs): {} / static `optional_no_ca` with the CAs on the context ({measured})",
+        CA_SET_JUDGED.map(|n| n.to_string()).join(", "),
+        CA_SET_SERVERS[form].3
+    )
+}
+
+/// What group 6 tells the callgrind step.
+struct CaSetOutcome {
+    met: bool,
+    /// The CA set sizes measured (those whose names fit).
+    sizes: Vec<usize>,
+}
+
+/// Group 6 (issue 18): server CPU per full mutual-TLS handshake against the size of the
+/// CA set, our call in both forms against the static configuration.
+fn group6(
+    bench: bool,
+    all_keys: &[Keys],
+    pki_dir: &std::path::Path,
+    out: &mut String,
+    summary: &mut Vec<String>,
+) -> CaSetOutcome {
+    let t0 = Instant::now();
+    let keys = all_keys
+        .iter()
+        .find(|k| k.kind == KeyKind::EcdsaP256)
+        .unwrap();
+    let max = *CA_SET_SIZES.iter().max().unwrap();
+    let extra = pki::cas(CA_SET_LABEL, keys.kind, max - 1);
+    let (sizes, too_large): (Vec<usize>, Vec<usize>) = CA_SET_SIZES
+        .iter()
+        .partition(|&&n| ca_names_bytes(&ca_set(keys, &extra, n)) <= CA_NAMES_LIMIT);
+    if bench {
+        let pem: Vec<u8> = extra.iter().flat_map(|c| c.to_pem().unwrap()).collect();
+        std::fs::create_dir_all(pki_dir).unwrap();
+        std::fs::write(pki_dir.join(CA_SET_PEM), pem).unwrap();
+    }
+    let samples = if bench { scaled(31) } else { 1 };
+    let client = ca_set_client(keys);
+    let running = openssl::version::version();
+    say!("group 6 on {running}: server CPU per full mTLS handshake against the CA set size (ours / static)");
+    let runs: Vec<CaSetRun> = sizes
+        .iter()
+        .map(|&n| measure_ca_set(bench, samples, keys, &extra, n, &client))
+        .collect();
+    let mut table = Table::new(&[
+        "CA certificates",
+        "CA names (bytes)",
+        "handshakes per sample",
+        "static (A): server CPU / handshake",
+        "certificate form (B)",
+        "client hello form (C)",
+        "B/A (median)",
+        "p25–p75",
+        "goal ≤ 1.05",
+        "C/A (median)",
+        "p25–p75",
+        "goal ≤ 1.05",
+    ]);
+    let mut goals: [Vec<(usize, Goal)>; 2] = [vec![], vec![]];
+    for run in &runs {
+        let us = |v: usize| fmt_us(median(&run.m.cpu[v]));
+        let mut cells = vec![
+            run.n.to_string(),
+            run.names_bytes.to_string(),
+            run.per_sample.to_string(),
+            us(0),
+            us(1),
+            us(2),
+        ];
+        for form in 1..3 {
+            let (ratio, spread) = run.ratio(form);
+            let g = ca_set_goal(run.n, CA_SET_SERVERS[form].2, ratio);
+            cells.extend([format!("{ratio:.3}"), spread, ca_set_cell(&g)]);
+            goals[form - 1].push((run.n, g));
+        }
+        say!(
+            "  {:>8}: static {}, certificate form {}, client hello form {} (server CPU per handshake); B/A {}, C/A {}",
+            cas_text(run.n),
+            us(0),
+            us(1),
+            us(2),
+            cells[6],
+            cells[9]
+        );
+        table.row(&cells);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    say!("group 6: {elapsed:.0} s");
+    out.push_str(&ca_set_text(running, samples, &too_large));
+    out.push_str(&table.text);
+    let mut met = true;
+    for (form, g) in goals.iter().enumerate() {
+        if let Some(s) = ca_set_summary(ca_set_label(form + 1, "server CPU time"), g) {
+            met &= s.met();
+            summary.push(s.summary_row("6"));
+        }
+    }
+    CaSetOutcome { met, sizes }
+}
+
+/// Group 6's text before its table.
+fn ca_set_text(running: &str, samples: usize, too_large: &[usize]) -> String {
+    let mut text = format!(
+        "Measured on {running}. Whole TLS 1.3 handshakes in memory in one thread, as in group 1 \
+         (ECDSA P-256 server key), with no tickets and no session cache on either side, so that \
+         every handshake is full and none issues a ticket. The client presents a certificate \
+         issued directly by one CA of the set (depth 0), and each server verifies it: \
+         (A) {}; (B) {}; (C) {}. A set of n is n − 1 self-signed CAs named \
+         `O=kong-client-tls tests, CN={CA_SET_LABEL} <i>`, then the client's CA; B and C get the \
+         same `STACK_OF(X509)` on every connection, parsed once, as a caller that parses its PEM \
+         at init (`ngx.ssl.parse_pem_cert`) passes it. Only the server's CPU time is counted: \
+         its `SSL_new`, each of its `SSL_do_handshake` steps and its `SSL_free`, not the \
+         client's steps between them. A, B and C run in the same interleaved rounds \
+         (A B C, C B A, …); a sample is each server's median over its handshakes of the \
+         sample, {samples} samples per size; the ratios are taken within each sample \
+         (median and spread over the samples). Issue 18's goal, B/A and C/A ≤ {CA_SET_TARGET}, \
+         is judged at {} CAs; the other sizes are reported.",
+        CA_SET_SERVERS[0].3,
+        CA_SET_SERVERS[1].3,
+        CA_SET_SERVERS[2].3,
+        CA_SET_JUDGED.map(|n| n.to_string()).join(", "),
+    );
+    if !too_large.is_empty() {
+        let list: Vec<String> = too_large.iter().map(|n| n.to_string()).collect();
+        text.push_str(&format!(
+            " Not measured: {} CAs, whose names take more than the {CA_NAMES_LIMIT} bytes the \
+             library accepts.",
+            list.join(", ")
+        ));
+    }
+    text.push_str("\n\n");
+    text
+}
+
+/// Child mode: `--instr6 SERVER N SIZE PKI_DIR`, run under callgrind: one checked
+/// handshake (the warm-up), then N whose server side is counted.
+fn instr6_child(args: &[String]) {
+    let server = CA_SET_SERVERS.iter().find(|s| s.1 == args[0]).unwrap().0;
+    let n: usize = args[1].parse().unwrap();
+    let size: usize = args[2].parse().unwrap();
+    let dir = std::path::Path::new(&args[3]);
+    let kind = KeyKind::EcdsaP256;
+    let keys = Keys {
+        kind,
+        server: Pki::load(dir, &format!("{}-server", kind_name(kind))),
+        client: Pki::load(dir, &format!("{}-client", kind_name(kind))),
+    };
+    // Only the certificates the set needs: parsing one costs callgrind a few ms (OpenSSL 3
+    // decodes its public key), all 999 of them some 6 s.
+    let pem = std::fs::read_to_string(dir.join(CA_SET_PEM)).unwrap();
+    let end = "-----END CERTIFICATE-----\n";
+    let extra: Vec<X509> = pem
+        .split_inclusive(end)
+        .take(size - 1)
+        .map(|block| X509::from_pem(block.as_bytes()).unwrap())
+        .collect();
+    let cas = ca_set(&keys, &extra, size);
+    let ctx = ca_set_server(&keys, server, &cas, ca_stack(&cas));
+    let client = ca_set_client(&keys);
+    check_ca_set(server, &ctx, &client, size);
+    for _ in 0..n {
+        black_box(server_timed_handshake(&ctx, &client));
+    }
+}
+
+fn ca_set_instr_file(dir: &std::path::Path, server: &str, n: usize) -> std::path::PathBuf {
+    dir.join(format!("group6-{server}-{n}.out"))
+}
+
+/// Group 6's callgrind runs: each server at each size.
+fn ca_set_runs(
+    dir: &std::path::Path,
+    pki_dir: &std::path::Path,
+    sizes: &[usize],
+) -> Vec<CallgrindRun> {
+    let mut runs = vec![];
+    // The largest first: the longest runs, so that the two at a time end together.
+    for &n in sizes.iter().rev() {
+        for (_, id, _, _) in CA_SET_SERVERS {
+            runs.push(CallgrindRun {
+                out: ca_set_instr_file(dir, id, n),
+                toggles: &["*kct_measured_server_side*"],
+                args: vec![
+                    "--instr6".into(),
+                    id.into(),
+                    INSTR_HANDSHAKES.to_string(),
+                    n.to_string(),
+                    pki_dir.display().to_string(),
+                ],
+            });
+        }
+    }
+    runs
+}
+
+/// Group 6 in instructions: the table, and the summary goal of each form.
+fn ca_set_instructions(dir: &std::path::Path, sizes: &[usize], out: &mut String) -> Vec<Goal> {
+    let mut table = Table::new(&[
+        "CA certificates",
+        "static (A): server instructions / handshake",
+        "certificate form (B)",
+        "client hello form (C)",
+        "B/A",
+        "goal ≤ 1.05",
+        "C/A",
+        "goal ≤ 1.05",
+    ]);
+    println!("group 6 (callgrind server instructions per handshake, ours / static):");
+    let mut goals: [Vec<(usize, Goal)>; 2] = [vec![], vec![]];
+    for &n in sizes {
+        let counts: Vec<Option<f64>> = CA_SET_SERVERS
+            .iter()
+            .map(|s| instr_per_run(&ca_set_instr_file(dir, s.1, n)))
+            .collect();
+        let mut cells = vec![n.to_string()];
+        cells.extend(
+            counts
+                .iter()
+                .map(|c| c.map_or("failed".into(), |c| format!("{c:.0}"))),
+        );
+        for form in 1..3 {
+            match (counts[0], counts[form]) {
+                (Some(a), Some(b)) => {
+                    let g = ca_set_goal(n, CA_SET_SERVERS[form].2, b / a);
+                    cells.extend([format!("{:.4}", b / a), ca_set_cell(&g)]);
+                    goals[form - 1].push((n, g));
+                }
+                _ => cells.extend(["", ""].map(String::from)),
+            }
+        }
+        println!("  {:>8}: B/A {}, C/A {}", cas_text(n), cells[4], cells[6]);
+        table.row(&cells);
+    }
+    out.push_str(&format!(
+        "Instructions executed on the server side per full handshake (its `SSL_new`, \
+         handshake steps and `SSL_free`), counted by `valgrind --tool=callgrind` over \
+         {INSTR_HANDSHAKES} handshakes after one warm-up, one process per server and size.\n\n{}",
+        table.text
+    ));
+    goals
+        .iter()
+        .enumerate()
+        .filter_map(|(form, g)| {
+            ca_set_summary(ca_set_label(form + 1, "callgrind server instructions"), g)
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Assembles BENCHMARKS.md (on stdout) from the fragments the benches wrote into $1
 # (target/bench): summary-*.md, group1.md, group1-instr.md, group2.md, group3.md,
-# group4.md, group5.md.
+# group4.md, group5.md, group6.md, group6-instr.md.
 set -eu
 dir=$1
 frag() { if [ -s "$dir/$1" ]; then cat "$dir/$1"; else echo "_($1 was not produced: see the make bench output)_"; fi; }
@@ -54,15 +54,15 @@ numbers move from run to run, ratios hold. "Spread" is the 25th–75th percentil
 | group | comparison | result | goal | verdict |
 |---|---|---|---|---|
 EOF
-# Group 1 and 5 rows name the OpenSSL they ran on: the system's, then each line swapped
+# Group 1, 5 and 6 rows name the OpenSSL they ran on: the system's, then each line swapped
 # in (openssl-*/, written by `make bench` with the bench binary on that libssl.so.3).
 system_openssl=$(openssl version | awk '{ print "OpenSSL " $2 }')
 {
-  cat "$dir"/summary-*.md 2>/dev/null | sed -E "s/^\| ([15]) \|/| \1 ($system_openssl) |/"
+  cat "$dir"/summary-*.md 2>/dev/null | sed -E "s/^\| ([156]) \|/| \1 ($system_openssl) |/"
   for sub in "$dir"/openssl-*/; do
     [ -d "$sub" ] || continue
     v=$(basename "$sub"); v="OpenSSL ${v#openssl-}"
-    grep -E '^\| [15] \|' "$sub/summary-calls.md" 2>/dev/null | sed -E "s/^\| ([15]) \|/| \1 ($v) |/"
+    grep -E '^\| [156] \|' "$sub/summary-calls.md" 2>/dev/null | sed -E "s/^\| ([156]) \|/| \1 ($v) |/"
   done
 } | sort -s -t"|" -k2,2n || true
 cat <<'EOF'
@@ -129,6 +129,21 @@ CPU per reconnection, hello form / Kong's pairing.
 
 $(frag group5.md)
 $(per_openssl 5 group5.md "The same bench binary with OpenSSL @V@'s libssl.so.3 first on LD_LIBRARY_PATH, as for group 1." group5.md)
+
+## Group 6: server CPU per full mutual-TLS handshake against the CA set size
+
+Issue 18. \`request_client_certificate(ca)\` gets the CA set on every connection; the
+static configuration nginx uses for \`ssl_verify_client optional_no_ca\` +
+\`ssl_client_certificate\` builds its verify store and CA list once, with the context.
+The ratios say what a full handshake costs the server with our call, in either form,
+over the static configuration with the same CAs.
+
+$(frag group6.md)
+
+### Instruction counts (callgrind: immune to noise)
+
+$(frag group6-instr.md)
+$(per_openssl 6 group6.md "The same bench binary with OpenSSL @V@'s libssl.so.3 first on LD_LIBRARY_PATH, as for group 1." group6.md group6-instr.md)
 
 ## Group 3: through nginx
 
