@@ -27,7 +27,7 @@ cat <<EOF
 # Benchmarks
 
 Written by \`make bench\` (issue 5) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src lua 2>/dev/null || echo " (src/ or lua/ modified)").
-Do not edit by hand: run \`make bench\` again (under 10 minutes on 2 cores).
+Do not edit by hand: run \`make bench\` again (about 10 minutes on 2 cores).
 
 This machine is shared and noisy, so every comparison is measured side by side in one run,
 interleaved (A B A B …), and reported as a ratio of medians with its spread; absolute
