@@ -92,34 +92,30 @@ fn verdict_reaches(ssl: &mut SslRef, host: Option<&[u8]>, server: usize) -> Resu
         return Ok(true);
     };
     let same_server = requesting_server != 0 && requesting_server == server;
-    Ok(match (canonical_server_name(ssl)?, host) {
+    let name = server_name_with_nul(ssl)?.and_then(|n| n.split_last()).map(|(_, n)| n);
+    Ok(match (name, host) {
         // nginx's `$host` is already canonical: most requests end at the byte compare.
         (Some(name), Some(host)) => name == host || host::same_host(name, host),
         _ => same_server,
     })
 }
 
-/// The connection's server name, canonical and lowercased, worked out once the handshake
-/// is over and kept with the connection (before that, worked out each time).
-fn canonical_server_name(ssl: &mut SslRef) -> Result<Option<&[u8]>, Error> {
-    if !ssl.is_init_finished() {
-        return Ok(server_name(ssl));
-    }
-    if session::checked_server_name(ssl).is_none() {
+/// The connection's server name as nginx stores it (canonical, lowercased), with a NUL
+/// after it, kept with the connection. Worked out once the handshake is over; before
+/// that, on each call, since in the client hello callback OpenSSL has not read it yet.
+/// After a TLS 1.2 resumption OpenSSL answers with the name of the handshake that made
+/// the session, the one its verdict was made for.
+fn server_name_with_nul(ssl: &mut SslRef) -> Result<Option<&[u8]>, Error> {
+    if !ssl.is_init_finished() || session::kept_server_name(ssl).is_none() {
         let name = ssl.servername_raw(NameType::HOST_NAME).and_then(|raw| {
             let mut name = Vec::new();
-            host::lowercase_into(raw, &mut name).map(|()| name)
+            host::lowercase_into(raw, &mut name)?;
+            name.push(0);
+            Some(name)
         });
-        session::keep_checked_server_name(ssl, name)?;
+        session::keep_server_name(ssl, name)?;
     }
-    Ok(session::checked_server_name(ssl).flatten())
-}
-
-/// The connection's SNI name when nginx would use it (a valid host name), in its
-/// original case. After a TLS 1.2 resumption OpenSSL answers with the name of the
-/// handshake that made the session, the one its verdict was made for.
-fn server_name(ssl: &SslRef) -> Option<&[u8]> {
-    host::canonical(ssl.servername_raw(NameType::HOST_NAME)?)
+    Ok(session::kept_server_name(ssl).flatten())
 }
 
 /// The server name this connection's client certificate was requested for, as nginx
@@ -156,22 +152,11 @@ pub unsafe extern "C" fn kong_client_tls_get0_request_server_name(
         if session::requesting_server(ssl).is_none() {
             return Ok(KONG_CLIENT_TLS_NOT_REQUESTED);
         }
-        let raw = ssl.servername_raw(NameType::HOST_NAME).map(<[u8]>::to_vec);
-        let slot = session::server_name_slot(ssl)?;
-        let found = raw.and_then(|raw| host::lowercase_into(&raw, slot));
+        let found = server_name_with_nul(ssl)?;
         // SAFETY: both out-pointers are non-NULL and writable per the contract.
         unsafe {
-            match found {
-                Some(()) => {
-                    *len = slot.len();
-                    slot.push(0);
-                    *name = slot.as_ptr().cast();
-                }
-                None => {
-                    *len = 0;
-                    *name = std::ptr::null();
-                }
-            }
+            *len = found.map_or(0, |n| n.len() - 1);
+            *name = found.map_or(std::ptr::null(), |n| n.as_ptr().cast());
         }
         Ok(KONG_CLIENT_TLS_OK)
     })

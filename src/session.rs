@@ -66,12 +66,10 @@ pub(crate) struct SessionState {
     /// The caller's tag of the virtual server whose code requested the certificate
     /// (nginx: its `server {}` configuration), 0 when none was given; see [`crate::misdirected`].
     requesting_server: usize,
-    /// The connection's server name as nginx stores it, for
-    /// `kong_client_tls_get0_request_server_name`, whose pointer must outlive the call.
-    server_name: Vec<u8>,
-    /// The same, worked out by the first request check once the handshake is over
-    /// (`None` until then; `Some(None)`: no usable name).
-    checked_server_name: Option<Option<Vec<u8>>>,
+    /// The connection's server name as nginx stores it, NUL-terminated, for the request
+    /// checks and for `kong_client_tls_get0_request_server_name`, whose pointer must
+    /// outlive the call (`None`: not worked out yet; `Some(None)`: no usable name).
+    server_name: Option<Option<Vec<u8>>>,
 }
 
 fn state_index() -> Result<Index<Ssl, SessionState>, Error> {
@@ -106,24 +104,20 @@ pub(crate) fn requesting_server(ssl: &SslRef) -> Option<usize> {
         .map(|s| s.requesting_server)
 }
 
-/// Where the connection keeps its server name for the caller to read.
-pub(crate) fn server_name_slot(ssl: &mut SslRef) -> Result<&mut Vec<u8>, Error> {
-    Ok(&mut state_mut(ssl)?.server_name)
-}
-
-/// The server name the request checks compare with, once worked out (see
-/// [`crate::misdirected`]).
-pub(crate) fn checked_server_name(ssl: &SslRef) -> Option<Option<&[u8]>> {
-    let name = state(ssl)?.checked_server_name.as_ref()?;
+/// The server name kept with the connection, once worked out (see
+/// [`crate::misdirected`]): NUL-terminated, or `None` inside for no usable name.
+pub(crate) fn kept_server_name(ssl: &SslRef) -> Option<Option<&[u8]>> {
+    let name = state(ssl)?.server_name.as_ref()?;
     Some(name.as_deref())
 }
 
-/// Keeps the server name the request checks compare with.
-pub(crate) fn keep_checked_server_name(
-    ssl: &mut SslRef,
-    name: Option<Vec<u8>>,
-) -> Result<(), Error> {
-    state_mut(ssl)?.checked_server_name = Some(name);
+/// Keeps `name` (NUL-terminated) as the connection's server name; an equal one already
+/// kept stays, so that pointers handed out to it stay valid.
+pub(crate) fn keep_server_name(ssl: &mut SslRef, name: Option<Vec<u8>>) -> Result<(), Error> {
+    let kept = &mut state_mut(ssl)?.server_name;
+    if kept.as_ref() != Some(&name) {
+        *kept = Some(name);
+    }
     Ok(())
 }
 
