@@ -92,7 +92,9 @@ fn verdict_reaches(ssl: &mut SslRef, host: Option<&[u8]>, server: usize) -> Resu
         return Ok(true);
     };
     let same_server = requesting_server != 0 && requesting_server == server;
-    let name = server_name_with_nul(ssl)?.and_then(|n| n.split_last()).map(|(_, n)| n);
+    let name = server_name_with_nul(ssl)?
+        .and_then(|n| n.split_last())
+        .map(|(_, n)| n);
     Ok(match (name, host) {
         // nginx's `$host` is already canonical: most requests end at the byte compare.
         (Some(name), Some(host)) => name == host || host::same_host(name, host),
