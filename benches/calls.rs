@@ -30,8 +30,8 @@ use std::time::Instant;
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession,
-    SslSessionCacheMode, SslStream, SslVerifyMode, SslVersion,
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession, SslSessionCacheMode,
+    SslStream, SslVerifyMode, SslVersion,
 };
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -49,7 +49,7 @@ use kong_client_tls::{
 use stats::{fmt_us, median, scaled, Interleaved, Paired, Table};
 use support::memtls::{
     client_context_presenting, client_ssl, handshake, handshake_resuming, paused_in_callback, pipe,
-    set_cert_hook, set_client_hello_hook, set_pause, Pause, RawHook, Reconnecting,
+    set_cert_hook, set_client_hello_hook, set_pause, step_handshake, Pause, RawHook, Reconnecting,
 };
 use support::pki::{self, KeyKind, Pki};
 use support::sys;
@@ -2034,7 +2034,7 @@ fn kct_measured_server_side<R>(ns: &mut u64, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// A full handshake driven as memtls's `handshake` does (client and server steps
+/// A full handshake driven by memtls's `step_handshake` (client and server steps
 /// alternating over in-memory pipes, one thread); returns the server's CPU time only:
 /// its `SSL_new`, each of its `SSL_do_handshake` steps and its `SSL_free`.
 fn server_timed_handshake(server: &SslContext, client: &SslContext) -> u64 {
@@ -2044,66 +2044,12 @@ fn server_timed_handshake(server: &SslContext, client: &SslContext) -> u64 {
     let mut s = kct_measured_server_side(&mut ns, || {
         SslStream::new(Ssl::new(server).unwrap(), s_end).unwrap()
     });
-    let (mut c_done, mut s_done) = (false, false);
-    for _ in 0..16 {
-        if !c_done {
-            match c.connect() {
-                Ok(()) => c_done = true,
-                Err(e) if e.code() == ErrorCode::WANT_READ => {}
-                Err(e) => panic!("client handshake: {e}"),
-            }
-        }
-        if !s_done {
-            match kct_measured_server_side(&mut ns, || s.accept()) {
-                Ok(()) => s_done = true,
-                Err(e) if e.code() == ErrorCode::WANT_READ => {}
-                Err(e) => panic!("server handshake: {e}"),
-            }
-        }
-        if c_done && s_done {
-            break;
-        }
-    }
-    assert!(c_done && s_done, "handshake did not finish");
+    step_handshake(&mut c, &mut s, false, |s| {
+        kct_measured_server_side(&mut ns, || s.accept())
+    });
     kct_measured_server_side(&mut ns, || drop(s));
     drop(c);
     ns
-}
-
-/// [`Interleaved::run`] for runs that report their own time (the server's CPU ns):
-/// rounds A B C, C B A, …, a sample being each variant's median over `per_sample`
-/// runs; `wall` is each run's wall-clock time, both ends included.
-fn interleaved_reported(
-    samples: usize,
-    per_sample: usize,
-    fs: &mut [&mut dyn FnMut() -> f64],
-) -> Interleaved {
-    let n = fs.len();
-    for _ in 0..per_sample.div_ceil(4).max(2) {
-        for f in fs.iter_mut() {
-            f();
-        }
-    }
-    let mut m = Interleaved {
-        cpu: vec![vec![]; n],
-        wall: vec![vec![]; n],
-    };
-    for _ in 0..samples {
-        let (mut cpu, mut wall) = (vec![vec![]; n], vec![vec![]; n]);
-        for i in 0..per_sample {
-            for k in 0..n {
-                let v = if i % 2 == 0 { k } else { n - 1 - k };
-                let w = Instant::now();
-                cpu[v].push(fs[v]());
-                wall[v].push(w.elapsed().as_nanos() as f64);
-            }
-        }
-        for v in 0..n {
-            m.cpu[v].push(median(&cpu[v]));
-            m.wall[v].push(median(&wall[v]));
-        }
-    }
-    m
 }
 
 /// Group 6, one CA set size: the three servers in the same interleaved rounds.
@@ -2162,7 +2108,7 @@ fn measure_ca_set(
         .iter_mut()
         .map(|r| &mut **r as &mut dyn FnMut() -> f64)
         .collect();
-    let m = interleaved_reported(samples, per_sample, &mut each);
+    let m = Interleaved::run_reported(samples, per_sample, &mut each);
     CaSetRun {
         n,
         names_bytes: ca_names_bytes(&cas),

@@ -67,19 +67,41 @@ pub struct Interleaved {
 }
 
 impl Interleaved {
+    /// Each run of `fs` timed here: this thread's CPU time.
     pub fn run(samples: usize, per_sample: usize, fs: &mut [&mut dyn FnMut()]) -> Interleaved {
-        let n = fs.len();
-        let one = |f: &mut dyn FnMut(), cpu: &mut Vec<f64>, wall: &mut Vec<f64>| {
-            let w = Instant::now();
+        Self::rounds(samples, per_sample, fs.len(), |v| {
             let c = thread_cpu_ns();
-            f();
-            cpu.push((thread_cpu_ns() - c) as f64);
+            fs[v]();
+            (thread_cpu_ns() - c) as f64
+        })
+    }
+
+    /// Each run of `fs` reports its own CPU ns (e.g. one side of a handshake only).
+    pub fn run_reported(
+        samples: usize,
+        per_sample: usize,
+        fs: &mut [&mut dyn FnMut() -> f64],
+    ) -> Interleaved {
+        Self::rounds(samples, per_sample, fs.len(), |v| fs[v]())
+    }
+
+    /// The rounds over `n` variants, `cpu_of(v)` running variant `v` once and giving its
+    /// CPU ns; a short warm-up of each first.
+    fn rounds(
+        samples: usize,
+        per_sample: usize,
+        n: usize,
+        mut cpu_of: impl FnMut(usize) -> f64,
+    ) -> Interleaved {
+        let mut one = |v: usize, cpu: &mut Vec<f64>, wall: &mut Vec<f64>| {
+            let w = Instant::now();
+            cpu.push(cpu_of(v));
             wall.push(w.elapsed().as_nanos() as f64);
         };
         let (mut x, mut y) = (vec![], vec![]);
         for _ in 0..per_sample.div_ceil(4).max(2) {
-            for f in fs.iter_mut() {
-                one(*f, &mut x, &mut y);
+            for v in 0..n {
+                one(v, &mut x, &mut y);
             }
         }
         let mut m = Interleaved {
@@ -91,7 +113,7 @@ impl Interleaved {
             for i in 0..per_sample {
                 for k in 0..n {
                     let v = if i % 2 == 0 { k } else { n - 1 - k };
-                    one(fs[v], &mut cpu[v], &mut wall[v]);
+                    one(v, &mut cpu[v], &mut wall[v]);
                 }
             }
             for v in 0..n {

@@ -358,8 +358,26 @@ pub fn paused_in_callback(server: &SslContext, client: Ssl) -> Conn {
 
 fn drive(server: &SslContext, client: Ssl, until_paused: bool) -> Conn {
     let (s_end, c_end) = pipe();
-    let mut s = SslStream::new(Ssl::new(server).unwrap(), s_end).unwrap();
-    let mut c = SslStream::new(client, c_end).unwrap();
+    let mut server = SslStream::new(Ssl::new(server).unwrap(), s_end).unwrap();
+    let mut client = SslStream::new(client, c_end).unwrap();
+    let paused = step_handshake(&mut client, &mut server, until_paused, |s| s.accept());
+    assert_eq!(
+        paused, until_paused,
+        "the handshake finished without pausing"
+    );
+    Conn { server, client }
+}
+
+/// Steps the client's and the server's handshakes in turn until both are done, the
+/// server's each time through `server_step` (which makes it: `|s| s.accept()`, timed if
+/// wanted). With `until_paused`, returns `true` as soon as the server pauses in its
+/// client hello or certificate callback; otherwise returns `false` once both are done.
+pub fn step_handshake(
+    client: &mut SslStream<End>,
+    server: &mut SslStream<End>,
+    until_paused: bool,
+    mut server_step: impl FnMut(&mut SslStream<End>) -> Result<(), openssl::ssl::Error>,
+) -> bool {
     let paused = [
         ErrorCode::WANT_CLIENT_HELLO_CB,
         ErrorCode::from_raw(openssl_sys::SSL_ERROR_WANT_X509_LOOKUP),
@@ -367,31 +385,22 @@ fn drive(server: &SslContext, client: Ssl, until_paused: bool) -> Conn {
     let (mut c_done, mut s_done) = (false, false);
     for _ in 0..16 {
         if !c_done {
-            match c.connect() {
+            match client.connect() {
                 Ok(()) => c_done = true,
                 Err(e) if e.code() == ErrorCode::WANT_READ => {}
                 Err(e) => panic!("client handshake: {e}"),
             }
         }
         if !s_done {
-            match s.accept() {
+            match server_step(server) {
                 Ok(()) => s_done = true,
                 Err(e) if e.code() == ErrorCode::WANT_READ => {}
-                Err(e) if until_paused && paused.contains(&e.code()) => {
-                    return Conn {
-                        server: s,
-                        client: c,
-                    }
-                }
+                Err(e) if until_paused && paused.contains(&e.code()) => return true,
                 Err(e) => panic!("server handshake: {e}"),
             }
         }
         if c_done && s_done {
-            assert!(!until_paused, "the handshake finished without pausing");
-            return Conn {
-                server: s,
-                client: c,
-            };
+            return false;
         }
     }
     panic!("handshake did not finish");
