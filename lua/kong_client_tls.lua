@@ -352,11 +352,7 @@ end
 local function misdirected(ssl, r)
   local host = ngx.var.host or ""
   errp[0] = nil
-  local rc = lib.kong_client_tls_check_request(ssl, host, #host, nil, errp)
-  if rc == KONG_CLIENT_TLS_MISDIRECTED then
-    -- Without SNI the server {} blocks decide: only then is the block's address needed.
-    rc = lib.kong_client_tls_check_request(ssl, host, #host, server_of(r), errp)
-  end
+  local rc = lib.kong_client_tls_check_request(ssl, host, #host, server_of(r), errp)
   if rc == KONG_CLIENT_TLS_OK then
     return false
   end
