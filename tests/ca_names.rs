@@ -14,43 +14,12 @@ use openssl::x509::{X509Name, X509NameRef, X509VerifyResult, X509};
 use support::api::{request_client_certificate, CertStack};
 use support::memtls::{client_context_presenting, connect, hook, server_context, Hooks};
 use support::memtls::{Connection, VERSIONS};
-use support::pki::{self, KeyKind, Pki};
+use support::pki::{self, ca_names_bytes, KeyKind, Pki, CA_NAMES_LIMIT as LIMIT};
 use support::sys::SSL_get_client_CA_list;
 
-/// The library's limit: names with their 2-byte lengths (`MAX_CA_NAMES_BYTES`).
-const LIMIT: usize = 64_512;
-
-/// The bytes a set's names take in a CertificateRequest.
-fn names_bytes(cas: &[X509]) -> usize {
-    cas.iter()
-        .map(|c| 2 + c.subject_name().to_der().unwrap().len())
-        .sum()
-}
-
-/// The client's root first, then as many long-named CAs as `fits` allows: the largest
-/// set whose names take at most `fits` bytes.
-fn set_within(fits: usize, pool: &[X509]) -> Vec<X509> {
-    let mut set = vec![client_pki().root.cert.clone()];
-    for ca in pool {
-        set.push(ca.clone());
-        if names_bytes(&set) > fits {
-            set.pop();
-            break;
-        }
-    }
-    set
-}
-
-/// 700 CAs with common names of up to 60 characters (X.520 allows 64; about 110 bytes of
-/// name each): more than any CertificateRequest holds.
-fn pool() -> &'static [X509] {
-    static POOL: std::sync::OnceLock<Vec<X509>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let label = "a tenant's client CA, named as long as X.520 lets it be:";
-        let cas = pki::cas(label, KeyKind::EcdsaP256, 700);
-        assert!(names_bytes(&cas) > 65_535);
-        cas
-    })
+/// The client's root first, then long-named CAs while their names take at most `fits`.
+fn set_within(fits: usize) -> Vec<X509> {
+    pki::ca_set_within(&client_pki().root.cert, fits)
 }
 
 fn client_pki() -> &'static Pki {
@@ -109,8 +78,8 @@ fn requesting(set: Vec<X509>, at_client_hello: bool) -> (Hooks, Calls) {
 
 #[test]
 fn a_set_whose_names_fit_is_sent_whole_and_verifies() {
-    let set = set_within(LIMIT, pool());
-    assert!(names_bytes(&set) > LIMIT - 200, "close to the limit");
+    let set = set_within(LIMIT);
+    assert!(ca_names_bytes(&set) > LIMIT - 200, "close to the limit");
     for version in VERSIONS {
         for at_client_hello in [true, false] {
             let (hooks, results) = requesting(set.clone(), at_client_hello);
@@ -129,10 +98,10 @@ fn a_set_whose_names_fit_is_sent_whole_and_verifies() {
 
 #[test]
 fn a_set_whose_names_do_not_fit_is_refused_with_its_size_and_changes_nothing() {
-    let fits = set_within(LIMIT, pool());
-    let over = set_within(LIMIT + 200, pool());
+    let fits = set_within(LIMIT);
+    let over = set_within(LIMIT + 200);
     assert!(over.len() > fits.len());
-    let took = names_bytes(&over);
+    let took = ca_names_bytes(&over);
     let expected = format!(
         "ca_certs' subject names do not fit a CertificateRequest (nothing was changed): \
          they take {took} bytes, at most {LIMIT} fit"
@@ -157,7 +126,7 @@ fn a_set_whose_names_do_not_fit_is_refused_with_its_size_and_changes_nothing() {
 /// which is what the library's refusal spares its callers.
 #[test]
 fn openssl_itself_fails_every_handshake_past_the_protocol_limit() {
-    let all: Vec<X509> = pool().to_vec();
+    let all: Vec<X509> = pki::long_named_cas().to_vec();
     for version in VERSIONS {
         let request = hook({
             let all = all.clone();

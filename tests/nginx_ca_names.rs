@@ -12,33 +12,17 @@ use openssl::x509::X509;
 use support::clients::{get, ClientCert, Request};
 use support::memtls::VERSIONS;
 use support::nginx::{self, Nginx, Ports, Setup};
-use support::pki::{self, KeyKind, Pki};
+use support::pki::{self, ca_names_bytes, KeyKind, Pki, CA_NAMES_LIMIT as LIMIT};
 
-const LIMIT: usize = 64_512;
 const PORTS: [&str; 2] = ["hello", "cert"];
 
 fn client_pki() -> &'static Pki {
     Pki::get("client", KeyKind::EcdsaP256)
 }
 
-fn names_bytes(cas: &[X509]) -> usize {
-    cas.iter()
-        .map(|c| 2 + c.subject_name().to_der().unwrap().len())
-        .sum()
-}
-
 /// The client's root, then long-named CAs while their names take at most `fits` bytes.
 fn set_within(fits: usize) -> Vec<X509> {
-    let label = "a tenant's client CA, named as long as X.520 lets it be:";
-    let mut set = vec![client_pki().root.cert.clone()];
-    for ca in pki::cas(label, KeyKind::EcdsaP256, 700) {
-        set.push(ca);
-        if names_bytes(&set) > fits {
-            set.pop();
-            break;
-        }
-    }
-    set
+    pki::ca_set_within(&client_pki().root.cert, fits)
 }
 
 fn pem_of(set: &[X509]) -> Vec<u8> {
@@ -84,7 +68,7 @@ fn http(p: &Ports) -> String {
 #[test]
 fn a_ca_set_too_large_to_name_is_refused_with_its_size_and_the_handshake_goes_on() {
     let (fits, over) = (set_within(LIMIT), set_within(LIMIT + 300));
-    let took = names_bytes(&over);
+    let took = ca_names_bytes(&over);
     let mut files = nginx::server_files(Pki::get("server", KeyKind::EcdsaP256));
     files.push(("fits.pem", pem_of(&fits)));
     files.push(("over.pem", pem_of(&over)));

@@ -179,6 +179,44 @@ pub fn cas(label: &str, kind: KeyKind, n: usize) -> Vec<X509> {
         .collect()
 }
 
+/// The library's limit on a CA set's subject names in a CertificateRequest, with their
+/// 2-byte lengths (`MAX_CA_NAMES_BYTES`).
+pub const CA_NAMES_LIMIT: usize = 64_512;
+
+/// The bytes the subject names of `cas` take in a CertificateRequest, with their 2-byte
+/// lengths.
+pub fn ca_names_bytes(cas: &[X509]) -> usize {
+    cas.iter()
+        .map(|c| 2 + c.subject_name().to_der().unwrap().len())
+        .sum()
+}
+
+/// 700 CAs with common names of up to 60 characters (X.520 allows 64; about 110 bytes of
+/// name each), made once per test binary: more than any CertificateRequest holds.
+pub fn long_named_cas() -> &'static [X509] {
+    static POOL: OnceLock<Vec<X509>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let label = "a tenant's client CA, named as long as X.520 lets it be:";
+        let cas = cas(label, KeyKind::EcdsaP256, 700);
+        assert!(ca_names_bytes(&cas) > 65_535);
+        cas
+    })
+}
+
+/// `first`, then as many of [`long_named_cas`] as `fits` allows: the largest such set
+/// whose names take at most `fits` bytes.
+pub fn ca_set_within(first: &X509, fits: usize) -> Vec<X509> {
+    let mut set = vec![first.clone()];
+    for ca in long_named_cas() {
+        set.push(ca.clone());
+        if ca_names_bytes(&set) > fits {
+            set.pop();
+            break;
+        }
+    }
+    set
+}
+
 fn make(cn: &str, kind: KeyKind, issuer: Option<&Identity>, ca: bool) -> Identity {
     let key = new_key(kind);
     let cert = loaded(issue(cn, &key, issuer, ca));
